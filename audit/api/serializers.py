@@ -1,0 +1,24 @@
+from rest_framework import serializers
+
+from transactions.api.serializers import PaginationOut
+
+
+class BalanceHistoryOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    wallet_id = serializers.IntegerField()
+    user_id = serializers.IntegerField()
+    currency = serializers.CharField()
+    transaction_id = serializers.IntegerField()
+    transaction_hash = serializers.CharField()
+    type = serializers.CharField()
+    delta = serializers.CharField()
+    balance_before = serializers.CharField()
+    balance_after = serializers.CharField()
+    prev_hash = serializers.CharField(help_text="entry_hash of the wallet's previous entry (64 zeros for the first)")
+    entry_hash = serializers.CharField(help_text="sha256(prev_hash|wallet|tx hash|delta|before|after|created_at)")
+    created_at = serializers.DateTimeField()
+
+
+class BalanceHistoryPageOut(serializers.Serializer):
+    data = BalanceHistoryOut(many=True)
+    pagination = PaginationOut()

@@ -1,0 +1,42 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class BalanceHistory(models.Model):
+    """One row per wallet per money movement; rows of a wallet form a hash chain.
+
+    ``entry_hash = sha256(prev_hash | canonical fields)``: editing or deleting any row breaks the
+    chain at that point, which ``manage.py reconcile`` reports.
+    """
+
+    wallet = models.ForeignKey("wallets.Wallet", on_delete=models.PROTECT, related_name="history")
+    # Denormalised owner: a user's history is one index range scan.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    transaction = models.ForeignKey("transactions.Transaction", on_delete=models.PROTECT, related_name="history")
+    delta = models.DecimalField(max_digits=21, decimal_places=8)
+    balance_before = models.DecimalField(max_digits=20, decimal_places=8)
+    balance_after = models.DecimalField(max_digits=20, decimal_places=8)
+    prev_hash = models.CharField(max_length=64)
+    entry_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "balance history"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance_after=F("balance_before") + F("delta")), name="history_after_is_before_plus_delta"
+            ),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="history_after_non_negative"),
+            models.CheckConstraint(condition=~Q(delta=0), name="history_delta_non_zero"),
+            # A chain cannot fork: each entry has at most one successor.
+            models.UniqueConstraint(fields=["wallet", "prev_hash"], name="history_chain_no_fork"),
+            models.UniqueConstraint(fields=["wallet", "transaction"], name="history_one_leg_per_wallet"),
+        ]
+        indexes = [
+            models.Index(fields=["wallet", "id"], name="history_wallet_seq"),
+            models.Index(fields=["user", "-id"], name="history_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet_id}:{self.entry_hash[:12]}"

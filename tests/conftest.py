@@ -1,0 +1,63 @@
+"""Shared fixtures. The suite runs on PostgreSQL: a run against anything else fails loudly."""
+
+from decimal import Decimal
+
+import pytest
+from rest_framework.test import APIClient
+
+from currencies.models import Currency
+from tests.accounts.factories import UserFactory
+from transactions.services import deposit_create
+from wallets.models import Wallet
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _require_postgresql(django_db_setup, django_db_blocker):
+    from django.db import connection
+
+    assert connection.vendor == "postgresql", (
+        "the test suite must run on PostgreSQL (set DATABASE_URL); locking and constraints are only real there"
+    )
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+@pytest.fixture
+def usdt(db):
+    return Currency.objects.get(code="USDT")
+
+
+@pytest.fixture
+def btc(db):
+    return Currency.objects.get(code="BTC")
+
+
+def make_user(balance: Decimal | str | int = 0, currencies=("USDT", "BTC", "ETH"), **kwargs):
+    """A user with a wallet per currency; ``balance`` is deposited into USDT (recorded, so supply adds up)."""
+    user = UserFactory(**kwargs)
+    for currency in Currency.objects.filter(code__in=currencies):
+        Wallet.objects.create(user=user, currency=currency)
+    if Decimal(balance) > 0:
+        deposit_create(user_id=user.pk, currency=Currency.objects.get(code="USDT"), amount=Decimal(balance))
+    return user
+
+
+@pytest.fixture
+def user_factory(db):
+    return make_user
+
+
+def auth_client(user) -> APIClient:
+    from accounts.services import _issue_tokens
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {_issue_tokens(user).access}")
+    return client
+
+
+@pytest.fixture
+def client_for():
+    return auth_client

@@ -1,0 +1,82 @@
+from rest_framework import serializers
+
+from wallet_project.core.fields import IdField, StrictSerializer
+from wallet_project.core.money import AmountField
+
+
+class TransferIn(StrictSerializer):
+    from_user_id = IdField(required=False, help_text="Optional; when given it must be the caller")
+    to_user_id = IdField(required=False)
+    to_username = serializers.CharField(required=False, max_length=150)
+    currency_id = IdField(required=False)
+    currency = serializers.CharField(required=False, max_length=16, help_text="Currency code, e.g. USDT")
+    amount = AmountField(help_text='Decimal string ("12.5") or exact JSON number; never rounded')
+    memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
+
+    def validate(self, attrs):
+        if ("to_user_id" in attrs) == ("to_username" in attrs):
+            raise serializers.ValidationError({"to_user_id": ["give exactly one of to_user_id or to_username"]})
+        if "currency_id" in attrs and "currency" in attrs:
+            raise serializers.ValidationError({"currency": ["give at most one of currency_id or currency"]})
+        return attrs
+
+
+class MovementIn(StrictSerializer):
+    user_id = IdField()
+    currency_id = IdField(required=False)
+    currency = serializers.CharField(required=False, max_length=16)
+    amount = AmountField()
+    memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
+
+
+class TransactionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    hash = serializers.CharField(help_text="SHA-256 of the canonical transaction encoding")
+    signature = serializers.CharField(help_text="Ed25519 signature of the hash, hex")
+    status = serializers.CharField()
+    type = serializers.ChoiceField(choices=["transfer", "deposit", "withdrawal"])
+    from_user_id = serializers.IntegerField(allow_null=True)
+    to_user_id = serializers.IntegerField(allow_null=True)
+    currency_id = serializers.IntegerField()
+    currency = serializers.CharField()
+    amount = serializers.CharField(help_text="Decimal string with 8 places")
+    memo = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class TransferOut(TransactionOut):
+    message = serializers.CharField(default="transfer successful")
+
+
+class HistoryItemOut(TransactionOut):
+    direction = serializers.ChoiceField(choices=["sent", "received"])
+
+
+class PaginationOut(serializers.Serializer):
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+
+
+class HistoryPageOut(serializers.Serializer):
+    data = HistoryItemOut(many=True)
+    pagination = PaginationOut()
+
+
+class ReceiptOut(serializers.Serializer):
+    hash = serializers.CharField()
+    signature = serializers.CharField()
+    status = serializers.CharField()
+    type = serializers.CharField()
+    currency = serializers.CharField()
+    amount = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    from_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
+    to_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
+
+
+class PublicKeyOut(serializers.Serializer):
+    algorithm = serializers.CharField()
+    public_key = serializers.CharField(help_text="Raw Ed25519 public key, hex")
+    signed_message = serializers.CharField()

@@ -1,0 +1,178 @@
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+
+from accounts.selectors import user_get_by_username
+from currencies.selectors import currency_get
+from transactions.api.serializers import (
+    HistoryPageOut,
+    MovementIn,
+    PublicKeyOut,
+    ReceiptOut,
+    TransactionOut,
+    TransferIn,
+    TransferOut,
+)
+from transactions.events import transaction_document
+from transactions.selectors import history_item, history_queryset, receipt_document, transaction_get_by_hash
+from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
+from wallet_project.core import exceptions as errors
+from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
+from wallet_project.core.pagination import paginate
+from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
+from wallet_project.core.receipts import public_key_hex
+from wallet_project.core.schema import errors as error_responses
+
+IDEMPOTENCY_PARAM = OpenApiParameter(
+    HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="Retry-safe key (per user, kept 24 h): same key + body replays the original outcome",
+)
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _idempotency(request, scope: str) -> Idempotency | None:
+    key = validate_key(request.headers.get(HEADER))
+    if key is None:
+        return None
+    return Idempotency(key=key, scope=scope, fingerprint=request_fingerprint(scope, request.data))
+
+
+def _money_response(tx, body: dict, status: int = 200) -> Response:
+    headers = dict(NO_STORE)
+    if getattr(tx, "replayed", False):
+        headers[REPLAYED_HEADER] = "true"
+    return Response(body, status=status, headers=headers)
+
+
+def _currency(data: dict):
+    return currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
+
+
+class TransferViewSet(viewsets.ViewSet):
+    @extend_schema(
+        summary="Transfer money to another user",
+        request=TransferIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: TransferOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["transfers"],
+    )
+    def create(self, request):
+        idempotency = _idempotency(request, "transfer")
+        serializer = TransferIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if data.get("from_user_id", request.user.pk) != request.user.pk:
+            raise errors.Forbidden("forbidden: from_user_id must be the authenticated user")
+        currency = _currency(data)
+        if "to_username" in data:
+            recipient_id = user_get_by_username(username=data["to_username"], not_found=errors.RecipientNotFound).pk
+        else:
+            recipient_id = data["to_user_id"]
+        tx = transfer_create(
+            sender_id=request.user.pk,
+            recipient_id=recipient_id,
+            currency=currency,
+            amount=data["amount"],
+            memo=data["memo"],
+            idempotency=idempotency,
+        )
+        body = {"message": "transfer successful", **transaction_document(tx, currency_code=currency.code)}
+        return _money_response(tx, body)
+
+
+class MovementViewSet(viewsets.ViewSet):
+    """Deposits and withdrawals: the only ways money enters or leaves. Staff only."""
+
+    permission_classes = [IsStaff]
+
+    def _create(self, request, service, scope: str):
+        idempotency = _idempotency(request, scope)
+        serializer = MovementIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        currency = _currency(data)
+        tx = service(
+            user_id=data["user_id"],
+            currency=currency,
+            amount=data["amount"],
+            memo=data["memo"],
+            created_by_id=request.user.pk,
+            idempotency=idempotency,
+        )
+        return _money_response(tx, transaction_document(tx, currency_code=currency.code), status=201)
+
+    @extend_schema(
+        summary="Deposit into a user's wallet (staff)",
+        request=MovementIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={201: TransactionOut, **error_responses(400, 401, 403, 404, 409, 422)},
+        tags=["staff"],
+    )
+    def deposit(self, request):
+        return self._create(request, deposit_create, "deposit")
+
+    @extend_schema(
+        summary="Withdraw from a user's wallet (staff)",
+        request=MovementIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={201: TransactionOut, **error_responses(400, 401, 403, 404, 409, 422)},
+        tags=["staff"],
+    )
+    def withdraw(self, request):
+        return self._create(request, withdrawal_create, "withdrawal")
+
+
+class HistoryViewSet(viewsets.ViewSet):
+    @extend_schema(
+        summary="A user's transactions, newest first",
+        parameters=[
+            OpenApiParameter("page", int, description="1-based; malformed → 400"),
+            OpenApiParameter("page_size", int, description="1..100, default 20"),
+            OpenApiParameter("currency", str),
+            OpenApiParameter("direction", str, enum=["sent", "received"]),
+            OpenApiParameter("type", str, enum=["transfer", "deposit", "withdrawal"]),
+            OpenApiParameter("created_after", str, description="ISO 8601, inclusive"),
+            OpenApiParameter("created_before", str, description="ISO 8601, exclusive"),
+        ],
+        responses={200: HistoryPageOut, **error_responses(400, 401, 403)},
+        tags=["transactions"],
+    )
+    def list(self, request, user_id: int):
+        ensure_owner_or_staff(request.user, user_id)
+        page = paginate(
+            history_queryset(user_id=user_id, params=request.query_params), request.query_params, history_item
+        )
+        return Response(page, headers=NO_STORE)
+
+
+class ReceiptViewSet(viewsets.ViewSet):
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        summary="Public receipt of a transaction (parties and staff also see user ids)",
+        responses={200: ReceiptOut, **error_responses(404)},
+        tags=["transactions"],
+        auth=[{}, {"jwtAuth": []}],
+    )
+    def retrieve(self, request, tx_hash: str):
+        tx = transaction_get_by_hash(tx_hash=tx_hash)
+        return Response(receipt_document(tx, viewer=request.user))
+
+    @extend_schema(
+        summary="Ed25519 public key that verifies receipt signatures",
+        responses={200: PublicKeyOut},
+        tags=["transactions"],
+        auth=[{}],
+    )
+    def public_key(self, request):
+        return Response(
+            {
+                "algorithm": "Ed25519",
+                "public_key": public_key_hex(),
+                "signed_message": "the ASCII bytes of the hex transaction hash",
+            }
+        )

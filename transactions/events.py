@@ -1,0 +1,46 @@
+"""The tx.created event: the seed's flat fields for old consumers plus the full transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from transactions.models import Transaction
+from wallet_project.core.money import format_amount
+
+EVENT_TYPE = "tx.created"
+SCHEMA_VERSION = 1
+
+
+def transaction_document(tx: Transaction, *, currency_code: str) -> dict:
+    """The transaction as every API response and event shows it."""
+    return {
+        "id": tx.pk,
+        "hash": tx.hash,
+        "signature": tx.signature,
+        "status": tx.status,
+        "type": tx.type,
+        "from_user_id": tx.from_user_id,
+        "to_user_id": tx.to_user_id,
+        "currency_id": tx.currency_id,
+        "currency": currency_code,
+        "amount": format_amount(tx.amount),
+        "memo": tx.memo,
+        "created_at": tx.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def tx_created_event(tx: Transaction, *, currency_code: str, event_id: uuid.UUID, trace_id: str) -> dict:
+    document = transaction_document(tx, currency_code=currency_code)
+    return {
+        "event_id": str(event_id),
+        "event_type": EVENT_TYPE,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": document["created_at"],
+        "trace_id": trace_id,
+        "hash": tx.hash,
+        "from_user_id": tx.from_user_id,
+        "to_user_id": tx.to_user_id,
+        "amount": document["amount"],
+        "timestamp": document["created_at"],
+        "transaction": document,
+    }

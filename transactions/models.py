@@ -1,0 +1,65 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Transaction(models.Model):
+    class Type(models.TextChoices):
+        TRANSFER = "transfer"
+        DEPOSIT = "deposit"
+        WITHDRAWAL = "withdrawal"
+
+    class Status(models.TextChoices):
+        COMPLETED = "completed"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETED)
+    from_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    from_wallet = models.ForeignKey("wallets.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    to_wallet = models.ForeignKey("wallets.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    currency = models.ForeignKey("currencies.Currency", on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(max_digits=20, decimal_places=8)
+    memo = models.CharField(max_length=256, blank=True, default="")
+    hash = models.CharField(max_length=64, unique=True)
+    signature = models.CharField(max_length=128)
+    # Staff member who made a deposit or withdrawal; null for transfers and the sign-up grant.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    trace_id = models.CharField(max_length=128, blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transaction_amount_positive"),
+            models.CheckConstraint(
+                condition=(
+                    Q(type="transfer", from_wallet__isnull=False, to_wallet__isnull=False)
+                    | Q(type="deposit", from_wallet__isnull=True, to_wallet__isnull=False)
+                    | Q(type="withdrawal", from_wallet__isnull=False, to_wallet__isnull=True)
+                ),
+                name="transaction_legs_match_type",
+            ),
+            models.CheckConstraint(
+                condition=Q(from_wallet__isnull=True)
+                | Q(to_wallet__isnull=True)
+                | ~Q(from_wallet=models.F("to_wallet")),
+                name="transaction_not_same_wallet",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["from_user", "-created_at", "-id"], name="tx_from_user_recent"),
+            models.Index(fields=["to_user", "-created_at", "-id"], name="tx_to_user_recent"),
+            models.Index(fields=["-created_at", "-id"], name="tx_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.hash

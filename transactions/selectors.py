@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from audit.models import BalanceHistory
+from currencies.models import Currency
+from transactions.events import transaction_document
+from transactions.models import Transaction
+from wallet_project.core import exceptions as errors
+from wallet_project.core.params import choice_param, datetime_param
+
+
+def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
+    """A user's transactions, newest first (each appears once: a user never pays themselves).
+
+    Read from the user's balance-history legs, so the direction is the sign of the leg and the
+    whole page is one range scan of (user, id).
+    """
+    qs = BalanceHistory.objects.filter(user_id=user_id)
+    code = params.get("currency")
+    if code:
+        currency = Currency.objects.filter(code__iexact=code).first()
+        if currency is None:
+            raise errors.InvalidRequest("unknown currency", errors={"currency": ["unknown currency"]})
+        qs = qs.filter(wallet__currency_id=currency.pk)
+    direction = choice_param(params, "direction", {"sent", "received"})
+    if direction == "sent":
+        qs = qs.filter(delta__lt=0)
+    elif direction == "received":
+        qs = qs.filter(delta__gt=0)
+    tx_type = choice_param(params, "type", set(Transaction.Type.values))
+    if tx_type:
+        qs = qs.filter(transaction__type=tx_type)
+    after = datetime_param(params, "created_after")
+    if after:
+        qs = qs.filter(created_at__gte=after)
+    before = datetime_param(params, "created_before")
+    if before:
+        qs = qs.filter(created_at__lt=before)
+    return qs.select_related("transaction", "transaction__currency").order_by("-id")
+
+
+def history_item(entry: BalanceHistory) -> dict:
+    tx = entry.transaction
+    document = transaction_document(tx, currency_code=tx.currency.code)
+    document["direction"] = "sent" if entry.delta < 0 else "received"
+    return document
+
+
+def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
+    tx = (
+        Transaction.objects.select_related("currency").filter(hash=tx_hash.lower()).first()
+        if len(tx_hash) == 64
+        else None
+    )
+    if tx is None:
+        raise errors.TransactionNotFound()
+    return tx
+
+
+def receipt_document(tx: Transaction, *, viewer) -> dict:
+    document = {
+        "hash": tx.hash,
+        "signature": tx.signature,
+        "status": tx.status,
+        "type": tx.type,
+        "currency": tx.currency.code,
+        "amount": transaction_document(tx, currency_code=tx.currency.code)["amount"],
+        "created_at": tx.created_at.isoformat().replace("+00:00", "Z"),
+    }
+    if (
+        viewer is not None
+        and viewer.is_authenticated
+        and (viewer.is_staff or viewer.pk in (tx.from_user_id, tx.to_user_id))
+    ):
+        document["from_user_id"] = tx.from_user_id
+        document["to_user_id"] = tx.to_user_id
+    return document

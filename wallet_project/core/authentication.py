@@ -1,0 +1,38 @@
+"""JWT authentication that answers 401 (never 500) and honours per-user token revocation."""
+
+from __future__ import annotations
+
+from rest_framework_simplejwt.authentication import JWTAuthentication as BaseJWTAuthentication
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
+from rest_framework_simplejwt.settings import api_settings
+
+from accounts.models import User
+
+TOKEN_VERSION_CLAIM = "ver"  # noqa: S105 - a claim name, not a secret
+
+
+def token_revoked(user: User, token) -> bool:
+    """True when the token predates the user's last logout-everywhere or password change."""
+    return token.get(TOKEN_VERSION_CLAIM, 0) != user.token_version
+
+
+class JWTAuthentication(BaseJWTAuthentication):
+    def get_user(self, validated_token):  # type: ignore[override]
+        try:
+            user_id = validated_token[api_settings.USER_ID_CLAIM]
+        except KeyError as exc:
+            raise InvalidToken("token contained no recognizable user identification") from exc
+        if isinstance(user_id, str) and user_id.isascii() and user_id.isdigit() and len(user_id) < 19:
+            user_id = int(user_id)
+        if not isinstance(user_id, int) or isinstance(user_id, bool):
+            raise InvalidToken("token contained no recognizable user identification")
+        user = (
+            User.objects.filter(pk=user_id)
+            .only("id", "username", "is_active", "is_staff", "is_superuser", "token_version")
+            .first()
+        )
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("user not found or inactive", code="user_not_found")
+        if token_revoked(user, validated_token):
+            raise AuthenticationFailed("token has been revoked", code="token_revoked")
+        return user

@@ -1,0 +1,110 @@
+"""Idempotency-Key handling (IETF draft semantics) for money-moving POSTs.
+
+- same key + same body      -> the original outcome, replayed (``Idempotent-Replayed: true``)
+- same key + different body -> 422 IDEMPOTENCY_KEY_MISMATCH
+- same key while in flight  -> 409 IDEMPOTENCY_KEY_IN_USE
+Keys are scoped per user and retained for ``IDEMPOTENCY_KEY_RETENTION_HOURS``; an expired key
+is forgotten and may be reused.
+
+The claim runs inside the service's database transaction and the outcome is written in that same
+transaction, so a crashed request leaves neither money movement nor key behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from . import exceptions as errors
+from .models import IdempotencyKey
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+
+
+def request_fingerprint(scope: str, body: Any) -> str:
+    canonical = json.dumps({"scope": scope, "body": body}, sort_keys=True, separators=(",", ":"), default=_default)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def validate_key(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isascii() or not key.isprintable():
+        raise errors.InvalidRequest(f"{HEADER} must be 1-{MAX_KEY_LENGTH} printable ASCII characters")
+    return key
+
+
+def _advisory_lock_id(user_id: int, key: str) -> int:
+    digest = hashlib.sha256(f"idempotency:{user_id}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def idempotency_claim(*, user_id: int, key: str, scope: str, fingerprint: str) -> IdempotencyKey | None:
+    """Claim ``key`` for this transaction; return the stored outcome when it was already used.
+
+    Must run inside ``transaction.atomic``. On PostgreSQL a transaction-scoped advisory lock marks
+    the key as in flight; on SQLite transactions are already serialized (BEGIN IMMEDIATE).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(user_id, key)])
+            if not cursor.fetchone()[0]:
+                raise errors.IdempotencyKeyInUse()
+    record = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
+    if record is None:
+        return None
+    retention = timedelta(hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS)
+    if record.created_at < timezone.now() - retention:
+        record.delete()
+        return None
+    if record.scope != scope or record.fingerprint != fingerprint:
+        raise errors.IdempotencyKeyMismatch()
+    return record
+
+
+def idempotency_store(
+    *,
+    user_id: int,
+    key: str,
+    scope: str,
+    fingerprint: str,
+    transaction_id: int | None = None,
+    error: errors.ApiError | None = None,
+) -> None:
+    """Record the outcome; must run in the same database transaction as the effect."""
+    IdempotencyKey.objects.create(
+        user_id=user_id,
+        key=key,
+        scope=scope,
+        fingerprint=fingerprint,
+        transaction_id=transaction_id,
+        error_code=error.code if error else "",
+        error_message=error.message[:512] if error else "",
+    )
+
+
+def replayed_error(record: IdempotencyKey) -> errors.ApiError:
+    cls = errors.ERRORS_BY_CODE.get(record.error_code, errors.InvalidRequest)
+    return cls(record.error_message, headers={REPLAYED_HEADER: "true"})
+
+
+def idempotency_purge(*, older_than: timedelta | None = None) -> int:
+    cutoff = timezone.now() - (older_than or timedelta(hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS))
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

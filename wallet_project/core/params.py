@@ -1,0 +1,49 @@
+"""Strict query-parameter parsing: malformed values are a 400, never a silent default."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.utils.dateparse import parse_datetime
+from django.utils.timezone import is_naive, make_aware
+
+from . import exceptions as errors
+
+
+def int_param(params, name: str, *, default: int | None = None, minimum: int = 1, maximum: int = 10**18) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise errors.InvalidRequest(f"{name} must be a positive integer", errors={name: ["must be an integer"]})
+    value = int(raw)
+    if value < minimum or value > maximum:
+        raise errors.InvalidRequest(
+            f"{name} must be between {minimum} and {maximum}",
+            errors={name: [f"must be between {minimum} and {maximum}"]},
+        )
+    return value
+
+
+def datetime_param(params, name: str) -> datetime | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = parse_datetime(raw.replace(" ", "+"))
+    except ValueError:
+        value = None
+    if value is None:
+        raise errors.InvalidRequest(f"{name} must be an ISO 8601 date-time", errors={name: ["invalid date-time"]})
+    return make_aware(value) if is_naive(value) else value
+
+
+def choice_param(params, name: str, choices: set[str]) -> str | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise errors.InvalidRequest(
+            f"{name} must be one of {', '.join(sorted(choices))}", errors={name: ["invalid choice"]}
+        )
+    return raw

@@ -1,0 +1,36 @@
+"""OpenAPI helpers: the error envelope and the documented error responses of each action."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+Problem = inline_serializer(
+    name="Problem",
+    fields={
+        "type": serializers.CharField(),
+        "title": serializers.CharField(),
+        "status": serializers.IntegerField(),
+        "detail": serializers.CharField(),
+        "error": serializers.CharField(),
+        "code": serializers.CharField(),
+        "errors": serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False),
+        "trace_id": serializers.CharField(),
+    },
+)
+
+_DESCRIPTIONS = {
+    400: "Invalid request (see `code`)",
+    401: "UNAUTHORIZED: missing, invalid, expired or revoked token",
+    403: "FORBIDDEN",
+    404: "Not found (see `code`)",
+    409: "Conflict (see `code`)",
+    413: "Request body too large",
+    422: "IDEMPOTENCY_KEY_MISMATCH",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "Service busy or database unavailable; retry after `Retry-After`",
+}
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {status: OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, "")) for status in statuses}

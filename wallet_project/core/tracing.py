@@ -1,0 +1,68 @@
+"""Request tracing: every request carries a trace id from the edge to logs, errors and Kafka headers."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from django.http import HttpRequest, HttpResponse
+
+TRACE_HEADER = "X-Trace-ID"
+_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+_trace_id: ContextVar[str] = ContextVar("trace_id", default="")
+
+access_logger = logging.getLogger("wallet.access")
+
+
+def current_trace_id() -> str:
+    return _trace_id.get()
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def set_trace_id(value: str) -> None:
+    _trace_id.set(value)
+
+
+class TraceIdLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "trace_id", None):
+            record.trace_id = current_trace_id()
+        return True
+
+
+class TraceIdMiddleware:
+    """Accepts a well-formed X-Trace-ID, generates one otherwise, echoes it and logs one line per request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get(TRACE_HEADER, "")
+        trace_id = incoming if _WELL_FORMED.match(incoming) else new_trace_id()
+        token = _trace_id.set(trace_id)
+        request.trace_id = trace_id
+        started = time.perf_counter()
+        try:
+            response = self.get_response(request)
+            response[TRACE_HEADER] = trace_id
+            user = getattr(request, "user", None)
+            access_logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "user_id": getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None,
+                },
+            )
+            return response
+        finally:
+            _trace_id.reset(token)

@@ -1,0 +1,1 @@
+"""Settings: `base` for every environment (configured by environment variables), `test` for the suite."""

@@ -1,0 +1,11 @@
+"""Test settings: the suite runs on PostgreSQL (row locks, constraints and triggers are only real there)."""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wallet")
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("SIGNUP_GRANT", "")
+os.environ.setdefault("RATELIMIT_ENABLE", "false")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+from .base import *  # noqa: E402, F403

@@ -1,0 +1,32 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+import wallet_project.core.converters  # noqa: F401 - registers the <id:...> converter
+from wallet_project.core import views as core_views
+
+urlpatterns = [
+    path("health", core_views.health, name="health"),
+    path("ready", core_views.ready, name="ready"),
+    path("", include("accounts.api.urls")),
+    path("", include("currencies.api.urls")),
+    path("", include("wallets.api.urls")),
+    path("", include("transactions.api.urls")),
+    path("", include("audit.api.urls")),
+    path("openapi.json", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema-alias"),
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^swagger/index\.html$", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("api-auth/", include("rest_framework.urls")),
+    path("admin/", admin.site.urls),
+    path("", RedirectView.as_view(url="/swagger/", permanent=False)),
+    # Unmatched paths answer in the error envelope, in DEBUG too (Django's handler404 is DEBUG-off only).
+    re_path(r"^(?!static/).*$", core_views.not_found),
+]
+
+handler400 = "wallet_project.core.exceptions.handler400"
+handler403 = "wallet_project.core.exceptions.handler403"
+handler404 = "wallet_project.core.exceptions.handler404"
+handler500 = "wallet_project.core.exceptions.handler500"

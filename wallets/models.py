@@ -1,0 +1,25 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+GENESIS_HASH = "0" * 64
+
+
+class Wallet(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallets")
+    currency = models.ForeignKey("currencies.Currency", on_delete=models.PROTECT, related_name="wallets")
+    balance = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+    # entry_hash of the wallet's newest balance-history row: the head of its hash chain, read under
+    # the same row lock as the balance so the next entry can be chained without another query.
+    audit_head = models.CharField(max_length=64, default=GENESIS_HASH, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.UniqueConstraint(fields=["user", "currency"], name="wallet_one_per_user_currency"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.currency_id}"

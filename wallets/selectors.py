@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from audit.models import BalanceHistory
+from currencies.models import Currency
+from wallet_project.core import exceptions as errors
+from wallet_project.core.money import format_amount
+from wallets.models import Wallet
+
+_WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$", re.ASCII)
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+MAX_WINDOW = timedelta(days=3660)
+
+
+def wallet_document(wallet: Wallet) -> dict:
+    return {
+        "id": wallet.pk,
+        "user_id": wallet.user_id,
+        "currency_id": wallet.currency_id,
+        "currency": wallet.currency.code,
+        "balance": format_amount(wallet.balance),
+        "created_at": wallet.created_at.isoformat().replace("+00:00", "Z"),
+        "updated_at": wallet.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def wallet_list(*, user_id: int) -> list[Wallet]:
+    return list(Wallet.objects.filter(user_id=user_id).select_related("currency").order_by("currency_id"))
+
+
+def wallet_get(*, user_id: int, currency: Currency) -> Wallet:
+    wallet = Wallet.objects.filter(user_id=user_id, currency=currency).select_related("currency").first()
+    if wallet is None:
+        raise errors.WalletNotFound(f"no {currency.code} wallet for this user")
+    return wallet
+
+
+def parse_window(raw: str | None) -> tuple[str, timedelta]:
+    text = (raw or "24h").strip()
+    match = _WINDOW.match(text)
+    if not match:
+        raise errors.InvalidRequest("window must look like 30m, 24h or 7d", errors={"window": ["invalid window"]})
+    span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    if span > MAX_WINDOW:
+        raise errors.InvalidRequest("window is too long (at most 3660d)", errors={"window": ["too long"]})
+    return text, span
+
+
+def wallet_stats(*, user_id: int, currency: Currency, window: timedelta) -> dict:
+    """Activity of one wallet over a window; never summed across currencies."""
+    since = timezone.now() - window
+    rows = BalanceHistory.objects.filter(user_id=user_id, wallet__currency=currency, created_at__gte=since)
+    agg = rows.aggregate(
+        count=Count("id"),
+        sent=Sum("delta", filter=Q(delta__lt=0)),
+        received=Sum("delta", filter=Q(delta__gt=0)),
+        change=Sum("delta"),
+    )
+    zero = Decimal(0)
+    return {
+        "transaction_count": agg["count"],
+        "total_sent": format_amount(-(agg["sent"] or zero)),
+        "total_received": format_amount(agg["received"] or zero),
+        "balance_change": format_amount(agg["change"] or zero),
+    }

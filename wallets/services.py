@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+
+from currencies.models import Currency
+from wallet_project.core import exceptions as errors
+from wallets.models import Wallet
+
+
+def wallet_open(*, user_id: int, currency: Currency) -> Wallet:
+    """Open a wallet in another active currency; one per (user, currency), enforced by a constraint."""
+    try:
+        with transaction.atomic(durable=True):
+            wallet = Wallet.objects.create(user_id=user_id, currency=currency)
+    except IntegrityError as exc:
+        raise errors.WalletAlreadyExists(f"a {currency.code} wallet already exists") from exc
+    wallet.currency = currency
+    return wallet
