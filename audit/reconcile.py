@@ -1,0 +1,292 @@
+"""Reconciliation: prove from the database alone that no money was created, lost or rewritten.
+
+Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
+1. ``balances``: every wallet's balance equals the sum of its balance-history deltas, equals the
+   ``balance_after`` of its newest entry, and its ``audit_head`` is that entry's hash.
+2. ``chains``: every wallet's history is an unbroken hash chain (each ``prev_hash`` is the previous
+   ``entry_hash``, each ``entry_hash`` recomputes, each ``balance_before`` is the previous
+   ``balance_after``). An edited or deleted row breaks it.
+3. ``legs``: every transaction has exactly its legs (a transfer: -amount on the sender's wallet and
+   +amount on the recipient's; a deposit: one credit; a withdrawal: one debit), and no leg is orphaned.
+4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals.
+5. ``receipts`` (optional, ``verify_receipts=True``): every transaction hash recomputes from its
+   canonical encoding and its signature verifies.
+
+Memory stays bounded: rows are streamed with server-side cursors, only per-wallet state is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils.dateparse import parse_datetime
+
+from wallets.models import GENESIS_HASH
+
+MAX_EXAMPLES = 20
+CHUNK = 10_000
+
+
+@dataclass
+class Check:
+    name: str
+    checked: int = 0
+    mismatches: int = 0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+    def fail(self, **example: Any) -> None:
+        self.mismatches += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append({k: str(v) if isinstance(v, Decimal) else v for k, v in example.items()})
+
+
+@dataclass
+class Report:
+    checks: list[Check]
+    supply: dict[str, dict[str, str]]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checks": [{**asdict(c), "ok": c.ok} for c in self.checks],
+            "supply": self.supply,
+        }
+
+
+def _stream(sql: str, params: list | None = None):
+    """Yield rows of ``sql`` through a server-side cursor (bounded memory on PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        with connection.connection.cursor(name="reconcile") as cursor:
+            cursor.itersize = CHUNK
+            cursor.execute(sql, params or [])
+            yield from cursor
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params or [])
+            while rows := cursor.fetchmany(CHUNK):
+                yield from rows
+
+
+def _dec(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _fmt(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.00000001')):f}"
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, str):  # SQLite hands back naive UTC text
+        value = parse_datetime(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: Any) -> str:
+    return _aware(value).isoformat()
+
+
+def _check_chains_and_balances(balances: Check, chains: Check) -> None:
+    wallets = {
+        wallet_id: (_dec(balance), audit_head)
+        for wallet_id, balance, audit_head in _stream("SELECT id, balance, audit_head FROM wallets_wallet")
+    }
+    seen: set[int] = set()
+    current: int | None = None
+    prev_hash = GENESIS_HASH
+    prev_after = Decimal(0)
+    total = Decimal(0)
+
+    def close_wallet(wallet_id: int) -> None:
+        balance, head = wallets.get(wallet_id, (None, None))
+        balances.checked += 1
+        if balance is None:
+            balances.fail(wallet_id=wallet_id, problem="history for a wallet that does not exist")
+        elif balance != total or balance != prev_after or head != prev_hash:
+            balances.fail(
+                wallet_id=wallet_id,
+                balance=balance,
+                history_sum=total,
+                last_balance_after=prev_after,
+                audit_head_matches=head == prev_hash,
+            )
+
+    rows = _stream(
+        "SELECT h.wallet_id, h.id, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
+        "h.created_at, t.hash FROM audit_balancehistory h JOIN transactions_transaction t ON t.id = h.transaction_id "
+        "ORDER BY h.wallet_id, h.id"
+    )
+    for wallet_id, entry_id, delta, before, after, prev, entry, created_at, tx_hash in rows:
+        delta, before, after = _dec(delta), _dec(before), _dec(after)
+        if wallet_id != current:
+            if current is not None:
+                close_wallet(current)
+            current, prev_hash, prev_after, total = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0)
+            seen.add(wallet_id)
+        chains.checked += 1
+        material = "|".join([prev, str(wallet_id), tx_hash, _fmt(delta), _fmt(before), _fmt(after), _iso(created_at)])
+        recomputed = hashlib.sha256(material.encode()).hexdigest()
+        if prev != prev_hash or before != prev_after or recomputed != entry or before + delta != after:
+            chains.fail(
+                wallet_id=wallet_id,
+                entry_id=entry_id,
+                link_ok=prev == prev_hash,
+                hash_ok=recomputed == entry,
+                continuity_ok=before == prev_after,
+            )
+        prev_hash, prev_after, total = entry, after, total + delta
+    if current is not None:
+        close_wallet(current)
+    for wallet_id, (balance, head) in wallets.items():
+        if wallet_id not in seen:
+            balances.checked += 1
+            if balance != 0 or head != GENESIS_HASH:
+                balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
+
+
+_LEGS_SQL = """
+SELECT t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id,
+       COUNT(h.id),
+       COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
+FROM transactions_transaction t LEFT JOIN audit_balancehistory h ON h.transaction_id = t.id
+GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
+HAVING COUNT(h.id) <> (CASE WHEN t.type = 'transfer' THEN 2 ELSE 1 END)
+    OR COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0)
+       <> (CASE WHEN t.from_wallet_id IS NULL THEN 0 ELSE 1 END)
+    OR COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
+       <> (CASE WHEN t.to_wallet_id IS NULL THEN 0 ELSE 1 END)
+"""
+
+
+def _check_legs(legs: Check) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM transactions_transaction")
+        legs.checked = cursor.fetchone()[0]
+        cursor.execute(_LEGS_SQL)
+        for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok in cursor.fetchall():
+            legs.fail(
+                transaction_id=tx_id,
+                from_wallet_id=from_wallet,
+                to_wallet_id=to_wallet,
+                type=tx_type,
+                amount=_dec(amount),
+                legs=count,
+                debit_ok=bool(debit_ok),
+                credit_ok=bool(credit_ok),
+            )
+        cursor.execute(
+            "SELECT h.id, h.transaction_id FROM audit_balancehistory h JOIN transactions_transaction t "
+            "ON t.id = h.transaction_id WHERE h.wallet_id IS DISTINCT FROM t.from_wallet_id "
+            "AND h.wallet_id IS DISTINCT FROM t.to_wallet_id"
+        )
+        for entry_id, tx_id in cursor.fetchall():
+            legs.fail(entry_id=entry_id, transaction_id=tx_id, problem="leg on a wallet that is not a party")
+
+
+def _supply_rows() -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    if connection.vendor != "postgresql":
+        # SQLite sums NUMERIC columns as floats; add exactly in Python instead (local databases are small).
+        from currencies.models import Currency
+        from transactions.models import Transaction
+        from wallets.models import Wallet
+
+        rows = []
+        for currency in Currency.objects.order_by("id"):
+            balances = sum(
+                (w for w in Wallet.objects.filter(currency=currency).values_list("balance", flat=True)), Decimal(0)
+            )
+            moves = Transaction.objects.filter(currency=currency)
+            deposits = sum((a for a in moves.filter(type="deposit").values_list("amount", flat=True)), Decimal(0))
+            withdrawals = sum((a for a in moves.filter(type="withdrawal").values_list("amount", flat=True)), Decimal(0))
+            rows.append((currency.code, balances, deposits, withdrawals))
+        return rows
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.code, "
+            "(SELECT COALESCE(SUM(w.balance), 0) FROM wallets_wallet w WHERE w.currency_id = c.id), "
+            "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
+            " WHERE t.currency_id = c.id AND t.type = 'deposit'), "
+            "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
+            " WHERE t.currency_id = c.id AND t.type = 'withdrawal') "
+            "FROM currencies_currency c ORDER BY c.id"
+        )
+        return cursor.fetchall()
+
+
+def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
+    result = {}
+    for code, balances, deposits, withdrawals in _supply_rows():
+        balances, deposits, withdrawals = _dec(balances), _dec(deposits), _dec(withdrawals)
+        supply.checked += 1
+        expected = deposits - withdrawals
+        result[code] = {
+            "balances": _fmt(balances),
+            "deposits": _fmt(deposits),
+            "withdrawals": _fmt(withdrawals),
+            "expected": _fmt(expected),
+        }
+        if balances != expected:
+            supply.fail(currency=code, balances=balances, deposits_minus_withdrawals=expected)
+    return result
+
+
+def _check_receipts(receipts: Check) -> None:
+    from wallet_project.core.receipts import transaction_hash, verify
+
+    rows = _stream(
+        "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
+        "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
+        "ORDER BY t.id"
+    )
+    for tx_id, uid, tx_type, from_user, to_user, code, amount, memo, created_at, tx_hash, signature in rows:
+        receipts.checked += 1
+        created_at = _aware(created_at)
+        uid_text = str(uid) if len(str(uid)) == 36 else f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
+        recomputed = transaction_hash(
+            uid=uid_text,
+            type=tx_type,
+            from_user_id=from_user,
+            to_user_id=to_user,
+            currency=code,
+            amount=_dec(amount),
+            memo=memo,
+            created_at=created_at,
+        )
+        if recomputed != tx_hash or not verify(tx_hash, signature):
+            receipts.fail(transaction_id=tx_id, hash_ok=recomputed == tx_hash)
+
+
+def reconcile(*, verify_receipts: bool = False) -> Report:
+    balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
+    checks = [balances, chains, legs, supply]
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                if outermost:  # one snapshot for every check, even while transfers go on
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                # A full audit is a long read: lift the request-sized timeouts for this transaction only.
+                cursor.execute("SET LOCAL statement_timeout = 0")
+                cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        _check_chains_and_balances(balances, chains)
+        _check_legs(legs)
+        totals = _check_supply(supply)
+        if verify_receipts:
+            receipts = Check("receipts")
+            _check_receipts(receipts)
+            checks.append(receipts)
+    return Report(checks=checks, supply=totals)

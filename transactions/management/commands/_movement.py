@@ -1,0 +1,47 @@
+"""Shared argument handling for the deposit and withdraw commands."""
+
+from decimal import Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import User
+from currencies.selectors import currency_get
+from transactions.events import transaction_document
+from wallet_project.core import exceptions as errors
+from wallet_project.core.money import parse_amount
+
+
+class MovementCommand(BaseCommand):
+    verb = ""
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("amount", help='exact decimal, e.g. "250.5"')
+        parser.add_argument("--currency", default=None, help="currency code (default: the default currency)")
+        parser.add_argument("--memo", default="")
+        parser.add_argument("--staff", default=None, help="username of the staff member recorded as creator")
+
+    def service(self, **kwargs):
+        raise NotImplementedError
+
+    def handle(self, *args, **options):
+        try:
+            user = User.objects.get(username__iexact=options["username"])
+            currency = currency_get(code=options["currency"])
+            amount: Decimal = parse_amount(options["amount"])
+            staff = None
+            if options["staff"]:
+                staff = User.objects.get(username__iexact=options["staff"], is_staff=True)
+            tx = self.service(
+                user_id=user.pk,
+                currency=currency,
+                amount=amount,
+                memo=options["memo"],
+                created_by_id=staff.pk if staff else None,
+            )
+        except User.DoesNotExist as exc:
+            raise CommandError("no such user (or --staff is not a staff member)") from exc
+        except errors.ApiError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from exc
+        document = transaction_document(tx, currency_code=currency.code)
+        self.stdout.write(f"{self.verb} {document['amount']} {currency.code} for {user.username}: {document['hash']}")
