@@ -9,6 +9,7 @@ Kafka happens after commit, never inside the locked section.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -19,7 +20,7 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from audit.chain import entry_hash
@@ -30,7 +31,7 @@ from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
 from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
 from wallet_project.core.money import check_amount
-from wallet_project.core.outbox import outbox_enqueue
+from wallet_project.core.outbox import outbox_insert, publish_on_commit
 from wallet_project.core.receipts import sign, transaction_hash
 from wallet_project.core.tracing import current_trace_id
 from wallets.models import Wallet
@@ -64,6 +65,17 @@ def run_in_transaction(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class _Leg:
+    wallet_id: int
+    user_id: int
+    delta: Decimal
+    before: Decimal
+    after: Decimal
+    prev_hash: str
+    entry_hash: str
+
+
 def ledger_post(
     *,
     type: Transaction.Type,
@@ -81,13 +93,28 @@ def ledger_post(
     ``amount`` must already be validated. Returns the new (or, for a replayed key, the original)
     transaction, or the contract failure to raise once the outer transaction has committed
     (a failure is recorded against the idempotency key so that a replay answers the same).
+
+    Everything that needs no lock (ids, hash, signature, event payload) is computed before the
+    wallets are locked; inside the lock there is one ``SELECT ... FOR UPDATE`` and, on PostgreSQL,
+    one statement for all writes.
     """
-    uid = uuid.uuid4()
-    event_id = uuid.uuid4()
     created_at = timezone.now()
     trace_id = current_trace_id()
-    tx_hash = transaction_hash(
-        uid=str(uid),
+    tx = Transaction(
+        uid=uuid.uuid4(),
+        type=type,
+        status=Transaction.Status.COMPLETED,
+        from_user_id=from_user_id,
+        to_user_id=to_user_id,
+        currency=currency,
+        amount=amount,
+        memo=memo,
+        created_by_id=created_by_id,
+        trace_id=trace_id,
+        created_at=created_at,
+    )
+    tx.hash = transaction_hash(
+        uid=str(tx.uid),
         type=str(type),
         from_user_id=from_user_id,
         to_user_id=to_user_id,
@@ -96,8 +123,12 @@ def ledger_post(
         memo=memo,
         created_at=created_at,
     )
-    signature = sign(tx_hash)
-    user_ids = [uid_ for uid_ in (from_user_id, to_user_id) if uid_ is not None]
+    tx.signature = sign(tx.hash)
+    event_id = uuid.uuid4()
+    tx.pk = 0  # placeholder: the insert assigns the id, and the event's copy is patched with it
+    event = tx_created_event(tx, currency_code=currency.code, event_id=event_id, trace_id=trace_id)
+    tx.pk = None
+    user_ids = [user_id for user_id in (from_user_id, to_user_id) if user_id is not None]
 
     with transaction.atomic(savepoint=False):
         if idempotency is not None:
@@ -111,21 +142,24 @@ def ledger_post(
                 original.replayed = True
                 return original
 
-        wallets = {
-            w.user_id: w
-            for w in Wallet.objects.select_for_update()
+        # The lock: both wallets, ascending primary key, so A->B and B->A can never deadlock.
+        locked = {
+            user_id: (wallet_id, balance, head)
+            for wallet_id, user_id, balance, head in Wallet.objects.select_for_update()
             .filter(user_id__in=user_ids, currency=currency)
             .order_by("pk")
-            .only("id", "user_id", "balance", "audit_head")
+            .values_list("id", "user_id", "balance", "audit_head")
         }
-        source = wallets.get(from_user_id) if from_user_id is not None else None
-        target = wallets.get(to_user_id) if to_user_id is not None else None
+        source = locked.get(from_user_id) if from_user_id is not None else None
+        target = locked.get(to_user_id) if to_user_id is not None else None
         failure: errors.ApiError | None = None
         if from_user_id is not None and source is None:
             failure = errors.SenderWalletNotFound(f"sender has no {currency.code} wallet")
         elif to_user_id is not None and target is None:
-            failure = errors.RecipientNotFound(f"recipient has no {currency.code} wallet")
-        elif source is not None and source.balance < amount:
+            failure = (errors.RecipientNotFound if from_user_id is not None else errors.WalletNotFound)(
+                f"{'recipient' if from_user_id is not None else 'user'} has no {currency.code} wallet"
+            )
+        elif source is not None and source[1] < amount:
             failure = errors.InsufficientBalance(
                 f"insufficient balance: {currency.code} balance is lower than the amount"
             )
@@ -140,57 +174,25 @@ def ledger_post(
                 )
             return failure
 
-        tx = Transaction.objects.create(
-            uid=uid,
-            type=type,
-            from_user_id=from_user_id,
-            to_user_id=to_user_id,
-            from_wallet=source,
-            to_wallet=target,
-            currency=currency,
-            amount=amount,
-            memo=memo,
-            hash=tx_hash,
-            signature=signature,
-            created_by_id=created_by_id,
-            trace_id=trace_id,
-            created_at=created_at,
-        )
-        entries = []
-        for wallet, delta in ((source, -amount), (target, amount)):
+        legs = []
+        for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
             if wallet is None:
                 continue
-            before = wallet.balance
+            wallet_id, before, prev_hash = wallet
             after = before + delta
             link = entry_hash(
-                prev_hash=wallet.audit_head,
-                wallet_id=wallet.pk,
-                transaction_hash=tx_hash,
+                prev_hash=prev_hash,
+                wallet_id=wallet_id,
+                transaction_hash=tx.hash,
                 delta=delta,
                 balance_before=before,
                 balance_after=after,
                 created_at=created_at,
             )
-            entries.append(
-                BalanceHistory(
-                    wallet_id=wallet.pk,
-                    user_id=wallet.user_id,
-                    transaction=tx,
-                    delta=delta,
-                    balance_before=before,
-                    balance_after=after,
-                    prev_hash=wallet.audit_head,
-                    entry_hash=link,
-                    created_at=created_at,
-                )
-            )
-            Wallet.objects.filter(pk=wallet.pk).update(balance=after, audit_head=link, updated_at=created_at)
-        BalanceHistory.objects.bulk_create(entries)
-        outbox_enqueue(
-            key=tx_hash,
-            event_id=event_id,
-            payload=tx_created_event(tx, currency_code=currency.code, event_id=event_id, trace_id=trace_id),
-        )
+            legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link))
+        tx.from_wallet_id = source[0] if source else None
+        tx.to_wallet_id = target[0] if target else None
+        event_pk = _write(tx, legs, event, event_id)
         if idempotency is not None:
             idempotency_store(
                 user_id=owner_id,
@@ -199,8 +201,74 @@ def ledger_post(
                 fingerprint=idempotency.fingerprint,
                 transaction_id=tx.pk,
             )
+        publish_on_commit(event_pk)
     tx.replayed = False
     return tx
+
+
+_PG_WRITE = """
+WITH tx AS (
+    INSERT INTO transactions_transaction (uid, type, status, from_user_id, to_user_id, from_wallet_id, to_wallet_id,
+        currency_id, amount, memo, hash, signature, created_by_id, trace_id, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id
+), legs (wallet_id, user_id, delta, balance_before, balance_after, prev_hash, entry_hash) AS (
+    VALUES {legs}
+), moved AS (
+    UPDATE wallets_wallet AS w SET balance = legs.balance_after, audit_head = legs.entry_hash, updated_at = %s
+    FROM legs WHERE w.id = legs.wallet_id
+), history AS (
+    INSERT INTO audit_balancehistory (wallet_id, user_id, transaction_id, delta, balance_before, balance_after,
+        prev_hash, entry_hash, created_at)
+    SELECT legs.wallet_id, legs.user_id, tx.id, legs.delta, legs.balance_before, legs.balance_after,
+        legs.prev_hash, legs.entry_hash, %s
+    FROM tx, legs
+), event AS (
+    INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, created_at)
+    SELECT %s, %s, %s, jsonb_set(%s::jsonb, '{{transaction,id}}', to_jsonb(tx.id)), %s::jsonb, 'pending', 0, '', %s
+    FROM tx
+    RETURNING id
+)
+SELECT tx.id, event.id FROM tx, event
+"""
+_PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar)"
+
+
+def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) -> int:
+    """All writes of one movement; returns the outbox row's id. Sets ``tx.pk``."""
+    headers = {"event_id": str(event_id), "trace_id": tx.trace_id}
+    if connection.vendor == "postgresql":
+        params: list = [
+            tx.uid, str(tx.type), str(tx.status), tx.from_user_id, tx.to_user_id, tx.from_wallet_id, tx.to_wallet_id,
+            tx.currency_id, tx.amount, tx.memo, tx.hash, tx.signature, tx.created_by_id, tx.trace_id, tx.created_at,
+        ]  # fmt: skip
+        for leg in legs:
+            params += [leg.wallet_id, leg.user_id, leg.delta, leg.before, leg.after, leg.prev_hash, leg.entry_hash]
+        params += [tx.created_at, tx.created_at]
+        params += [event_id, settings.KAFKA_TOPIC, tx.hash, json.dumps(event), json.dumps(headers), tx.created_at]
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_WRITE.format(legs=", ".join([_PG_LEG] * len(legs))), params)
+            tx.pk, event_pk = cursor.fetchone()
+        event["transaction"]["id"] = tx.pk
+        return event_pk
+    # Portable path (SQLite for local runs): the same rows through the ORM.
+    tx.save(force_insert=True)
+    event["transaction"]["id"] = tx.pk
+    for leg in legs:
+        Wallet.objects.filter(pk=leg.wallet_id).update(
+            balance=leg.after, audit_head=leg.entry_hash, updated_at=tx.created_at
+        )
+    BalanceHistory.objects.bulk_create(
+        [
+            BalanceHistory(
+                wallet_id=leg.wallet_id, user_id=leg.user_id, transaction=tx, delta=leg.delta,
+                balance_before=leg.before, balance_after=leg.after, prev_hash=leg.prev_hash,
+                entry_hash=leg.entry_hash, created_at=tx.created_at,
+            )
+            for leg in legs
+        ]
+    )  # fmt: skip
+    return outbox_insert(key=tx.hash, event_id=event_id, payload=event, headers=headers)
 
 
 def _commit(post: Callable[[], Transaction | errors.ApiError]) -> Transaction:

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import transaction
 
 from .models import OutboxEvent
-from .tracing import current_trace_id
 
 
-def outbox_enqueue(*, key: str, payload: dict, event_id, topic: str | None = None) -> OutboxEvent:
-    """Insert the event in the caller's transaction and hand it to the publisher once committed."""
-    trace_id = payload.get("trace_id") or current_trace_id()
+def outbox_insert(*, key: str, event_id: uuid.UUID, payload: dict, headers: dict, topic: str | None = None) -> int:
+    """Insert the event row in the caller's transaction; returns its id (see ``publish_on_commit``)."""
     event = OutboxEvent.objects.create(
-        event_id=event_id,
-        topic=topic or settings.KAFKA_TOPIC,
-        key=key,
-        payload=payload,
-        headers={"event_id": str(event_id), "trace_id": trace_id},
+        event_id=event_id, topic=topic or settings.KAFKA_TOPIC, key=key, payload=payload, headers=headers
     )
-    transaction.on_commit(lambda: _publish_after_commit(event.pk))
-    return event
+    return event.pk
+
+
+def publish_on_commit(event_pk: int) -> None:
+    """Hand the event to the Kafka publisher once (and only if) the transaction commits."""
+    transaction.on_commit(lambda: _publish_after_commit(event_pk))
 
 
 def _publish_after_commit(event_pk: int) -> None:

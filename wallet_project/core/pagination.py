@@ -19,7 +19,12 @@ def paginate(queryset: QuerySet, params, render: Callable[[Any], dict]) -> dict:
     page_size = int_param(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     total = queryset.count()
     offset = (page - 1) * page_size
-    rows = list(queryset[offset : offset + page_size]) if offset < total else []
+    rows = []
+    if offset < total:
+        # Skip through the index only (ids), then load just the page's rows: deep pages stay cheap.
+        ids = list(queryset.values_list("pk", flat=True)[offset : offset + page_size])
+        by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+        rows = [by_id[pk] for pk in ids if pk in by_id]
     return {
         "data": [render(row) for row in rows],
         "pagination": {

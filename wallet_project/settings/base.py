@@ -240,6 +240,8 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_DEFAULT = env.str("RATELIMIT_DEFAULT", default="60/m")
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="5/m")
 RATELIMIT_LOOKUP = env.str("RATELIMIT_LOOKUP", default="20/m")
+# Currencies are read on every money request; each process keeps the table this many seconds.
+CURRENCY_CACHE_SECONDS = env.float("CURRENCY_CACHE_SECONDS", default=5.0)
 # Proxies whose X-Forwarded-For is believed (exact addresses); others cannot spoof the client IP.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 RATELIMIT_VIEW = "wallet_project.core.ratelimit.ratelimited_view"
