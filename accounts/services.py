@@ -20,7 +20,7 @@ from currencies.models import Currency
 from transactions.models import Transaction
 from transactions.services import ledger_post, run_in_transaction
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import TOKEN_VERSION_CLAIM
+from wallet_project.core.authentication import CLAIM_CONVERSION_ERRORS, TOKEN_VERSION_CLAIM
 from wallet_project.core.money import check_amount, parse_amount
 from wallets.models import Wallet
 
@@ -104,7 +104,7 @@ def token_refresh(*, refresh: str) -> TokenPair:
     """Rotate a refresh token: exactly one of many concurrent refreshes of the same token succeeds."""
     try:
         token = RefreshToken(refresh, verify=True)
-    except TokenError as exc:
+    except (TokenError, *CLAIM_CONVERSION_ERRORS) as exc:
         raise errors.Unauthorized("refresh token is invalid or expired") from exc
 
     def rotate() -> TokenPair:
@@ -128,7 +128,7 @@ def token_logout(*, user: User, refresh: str | None, everywhere: bool = False) -
         return
     try:
         token = RefreshToken(refresh or "", verify=True)
-    except TokenError as exc:
+    except (TokenError, *CLAIM_CONVERSION_ERRORS) as exc:
         raise errors.Unauthorized("refresh token is invalid or expired") from exc
     if token.get("user_id") != user.pk:
         raise errors.Forbidden("forbidden: refresh token belongs to another user")

@@ -16,7 +16,17 @@ def token_revoked(user: User, token) -> bool:
     return token.get(TOKEN_VERSION_CLAIM, 0) != user.token_version
 
 
+# simplejwt turns time claims into datetimes without a guard: an absurd `exp` raises these, not TokenError.
+CLAIM_CONVERSION_ERRORS = (OverflowError, OSError, ValueError, TypeError)
+
+
 class JWTAuthentication(BaseJWTAuthentication):
+    def get_validated_token(self, raw_token):  # type: ignore[override]
+        try:
+            return super().get_validated_token(raw_token)
+        except CLAIM_CONVERSION_ERRORS as exc:
+            raise InvalidToken("token is invalid") from exc
+
     def get_user(self, validated_token):  # type: ignore[override]
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
