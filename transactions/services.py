@@ -30,7 +30,7 @@ from transactions.events import tx_created_event
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
 from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
-from wallet_project.core.money import check_amount
+from wallet_project.core.money import MAX_AMOUNT, check_amount
 from wallet_project.core.outbox import outbox_insert, publish_on_commit
 from wallet_project.core.receipts import sign, transaction_hash
 from wallet_project.core.tracing import current_trace_id
@@ -163,6 +163,9 @@ def ledger_post(
             failure = errors.InsufficientBalance(
                 f"insufficient balance: {currency.code} balance is lower than the amount"
             )
+        elif target is not None and target[1] + amount > MAX_AMOUNT:
+            # Refused here rather than by a numeric overflow in the write (a 500 TRANSACTION_FAILED).
+            failure = errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
         if failure is not None:
             if idempotency is not None:
                 idempotency_store(
