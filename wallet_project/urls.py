@@ -5,10 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 import wallet_project.core.converters  # noqa: F401 - registers the <id:...> converter
 from wallet_project.core import views as core_views
+from wallet_project.core.metrics import metrics_view
 
 urlpatterns = [
     path("health", core_views.health, name="health"),
     path("ready", core_views.ready, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("accounts.api.urls")),
     path("", include("currencies.api.urls")),
     path("", include("wallets.api.urls")),

@@ -37,6 +37,7 @@ def _tokens(pair: TokenPair) -> Response:
 
 
 class SignupViewSet(viewsets.ViewSet):
+    ratelimit_scope = "signup"
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
@@ -55,6 +56,7 @@ class SignupViewSet(viewsets.ViewSet):
 
 
 class AuthViewSet(viewsets.ViewSet):
+    ratelimit_scope = {"login": "login"}
     permission_classes = [AllowAny]
     authentication_classes: list = []
 
@@ -84,6 +86,8 @@ class AuthViewSet(viewsets.ViewSet):
 
 
 class SessionViewSet(viewsets.ViewSet):
+    ratelimit_scope = {"lookup": "lookup"}
+
     @extend_schema(
         summary="Log out: blacklist a refresh token, or everything with everywhere=true",
         request=LogoutIn,

@@ -33,7 +33,9 @@ def set_trace_id(value: str) -> None:
 class TraceIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "trace_id", None):
-            record.trace_id = current_trace_id()
+            # django.request logs 4xx/5xx after the middleware chain has returned (and the context
+            # variable is reset); such records carry the request, which knows its trace id.
+            record.trace_id = current_trace_id() or getattr(getattr(record, "request", None), "trace_id", "")
         return True
 
 

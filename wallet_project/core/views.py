@@ -6,7 +6,13 @@ from django.db import connection
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
-from rest_framework.decorators import api_view, authentication_classes, permission_classes, renderer_classes
+from rest_framework.decorators import (
+    api_view,
+    authentication_classes,
+    permission_classes,
+    renderer_classes,
+    throttle_classes,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -25,6 +31,7 @@ from .models import OutboxEvent
 @authentication_classes([])
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
+@throttle_classes([])  # probes are never rate limited
 def health(request):
     return Response({"status": "ok"})
 
@@ -53,6 +60,7 @@ def health(request):
 @authentication_classes([])
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
+@throttle_classes([])
 def ready(request):
     kafka = publisher.broker_state()
     try:

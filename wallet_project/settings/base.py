@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_prometheus",
     "wallet_project.core",
     "accounts",
     "currencies",
@@ -66,6 +68,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "wallet_project.core.tracing.TraceIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -76,6 +79,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "wallet_project.core.security.NoStoreMiddleware",
+    "wallet_project.core.ratelimit.RateLimitMiddleware",
+    "wallet_project.core.metrics.TransferMetricsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "wallet_project.urls"
@@ -182,6 +189,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "wallet_project.core.exceptions.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["wallet_project.core.ratelimit.RateLimitThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -213,6 +221,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets served from this app (drf-spectacular-sidecar), not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"jwtAuth": []}],
     "APPEND_COMPONENTS": {"securitySchemes": {"jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
@@ -240,9 +252,10 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_DEFAULT = env.str("RATELIMIT_DEFAULT", default="60/m")
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="5/m")
 RATELIMIT_LOOKUP = env.str("RATELIMIT_LOOKUP", default="20/m")
+RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", default="5/m")
 # Currencies are read on every money request; each process keeps the table this many seconds.
 CURRENCY_CACHE_SECONDS = env.float("CURRENCY_CACHE_SECONDS", default=5.0)
-# Proxies whose X-Forwarded-For is believed (exact addresses); others cannot spoof the client IP.
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; others cannot spoof the client IP.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 RATELIMIT_VIEW = "wallet_project.core.ratelimit.ratelimited_view"
 SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
