@@ -14,6 +14,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # A worker stuck longer than this is killed; database timeouts (5 s lock, 15 s statement) fire first.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+# Worker heartbeat files; the image sets /dev/shm (a container's /tmp may sit on a slow overlay disk).
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR") or None
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))

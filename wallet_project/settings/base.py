@@ -238,6 +238,11 @@ SIGNUP_GRANT = env.str("SIGNUP_GRANT", default="USDT:1000" if DEBUG else "")
 RECEIPT_SIGNING_KEY = env.str("RECEIPT_SIGNING_KEY", default="")
 if not DEBUG and not RECEIPT_SIGNING_KEY:
     raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be set when DEBUG is off")
+# Checked here, not at the first transfer: a malformed seed would otherwise fail every signature.
+if RECEIPT_SIGNING_KEY and (
+    len(RECEIPT_SIGNING_KEY) != 64 or not all(c in "0123456789abcdefABCDEF" for c in RECEIPT_SIGNING_KEY)
+):
+    raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be 64 hex characters (a 32-byte Ed25519 seed)")
 IDEMPOTENCY_KEY_RETENTION_HOURS = env.int("IDEMPOTENCY_KEY_RETENTION_HOURS", default=24)
 DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=3)
 
