@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db import connections
 from django.db.backends.postgresql.operations import DatabaseOperations
+from rest_framework.test import APIClient
 
 from audit.chain import entry_hash
 from audit.models import BalanceHistory
@@ -71,6 +72,8 @@ def run_in_threads(tasks: list[Callable[[], Any]], *, threads: int, timeout: flo
 
     Each thread closes its own database connections when it is done.
     """
+    # Load the middleware chain (and whatever it registers once per process) before the threads race to.
+    APIClient().get("/health")
     threads = min(threads, len(tasks))
     pending = list(enumerate(tasks))
     results: list[Any] = [None] * len(tasks)
