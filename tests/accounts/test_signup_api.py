@@ -12,6 +12,7 @@ from wallets.models import Wallet
 pytestmark = pytest.mark.django_db
 
 GOOD_PASSWORD = "correct horse 1"
+FAST_HASHING = override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"])
 
 
 def signup(api, **overrides):
@@ -38,6 +39,7 @@ def test_signup_answers_201_with_the_user_and_a_wallet_per_default_currency(api)
     assert Wallet.objects.filter(user=user).count() == 3
 
 
+@FAST_HASHING
 @override_settings(SIGNUP_GRANT="")
 def test_without_a_grant_no_money_is_created(api):
     before = ledger_state()
@@ -49,6 +51,7 @@ def test_without_a_grant_no_money_is_created(api):
     assert after["history"] == before["history"] and after["outbox"] == before["outbox"]
 
 
+@FAST_HASHING
 @override_settings(SIGNUP_GRANT="USDT:1000")
 def test_the_signup_grant_is_a_recorded_deposit(api):
     before = ledger_state()
@@ -75,6 +78,7 @@ def test_the_signup_grant_is_a_recorded_deposit(api):
         {"username": "somebody", "email": "Alice@Example.COM"},
     ],
 )
+@FAST_HASHING
 def test_duplicate_username_or_email_is_409_case_insensitively(api, overrides):
     UserFactory(username="alice", email="alice@example.com")
     before = (User.objects.count(), Wallet.objects.count())
@@ -137,3 +141,26 @@ def test_signup_of_a_staff_user_is_impossible_through_the_api(api):
 
     assert response.status_code == 400
     assert not User.objects.filter(is_staff=True).exists()
+
+
+@FAST_HASHING
+@override_settings(SIGNUP_GRANT="USDT:1000")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_signups_for_one_name_create_exactly_one_user():
+    from rest_framework.test import APIClient
+
+    from tests.ledger import run_in_threads
+
+    def attempt(n):
+        body = {"username": "racer", "email": f"racer{n}@example.com", "password": GOOD_PASSWORD}
+        return APIClient().post("/users", body, format="json")
+
+    responses = run_in_threads([lambda n=n: attempt(n) for n in range(8)], threads=8)
+
+    assert not [r for r in responses if isinstance(r, Exception)], responses
+    assert sorted(r.status_code for r in responses) == [201] + [409] * 7
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"USER_ALREADY_EXISTS"}
+    user = User.objects.get(username="racer")
+    assert Wallet.objects.filter(user=user).count() == 3
+    assert Transaction.objects.filter(to_user=user).count() == 1  # one grant, not eight
+    assert Wallet.objects.count() == 3
