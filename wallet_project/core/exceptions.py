@@ -11,6 +11,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
@@ -84,6 +85,9 @@ IdempotencyKeyMismatch = _error(
     422,
     codes.IDEMPOTENCY_KEY_MISMATCH,
     "this Idempotency-Key was used with a different request body",
+)
+PayloadTooLarge = _error(
+    "PayloadTooLarge", 413, codes.PAYLOAD_TOO_LARGE, "request body is larger than the server accepts"
 )
 RateLimitExceeded = _error("RateLimitExceeded", 429, codes.RATE_LIMIT_EXCEEDED, "rate limit exceeded")
 ServiceUnavailable = _error("ServiceUnavailable", 503, codes.SERVICE_UNAVAILABLE, "the service is busy, retry shortly")
@@ -194,6 +198,11 @@ def to_api_error(exc: Exception) -> ApiError | None:
         return _error("Unsupported", 415, codes.UNSUPPORTED_MEDIA_TYPE, "unsupported media type")(str(exc.detail))
     if isinstance(exc, drf.Throttled):
         return RateLimitExceeded(headers={"Retry-After": str(int(exc.wait or 1))})
+    # Raised by Django while DRF reads the body: over MAX_BODY_BYTES, too many form fields or files.
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, SuspiciousOperation):
+        return InvalidRequest("malformed request")
     if isinstance(exc, OperationalError) and _is_lock_or_timeout(exc):
         return ServiceUnavailable(headers={"Retry-After": "1"})
     return None
@@ -236,6 +245,9 @@ def exception_handler(exc: Exception, context: dict) -> Response:
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    if isinstance(exception, RequestDataTooBig):
+        error = PayloadTooLarge()
+        return problem_response(error.status_code, error.code, error.message)
     return problem_response(400, codes.INVALID_REQUEST, "bad request")
 
 

@@ -33,7 +33,8 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 def _default(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
-    raise TypeError(f"cannot fingerprint {type(value).__name__}")
+    # A multipart body can carry uploaded files: fingerprint them by name (such a body is refused anyway).
+    return f"{type(value).__name__}:{value}"
 
 
 def request_fingerprint(scope: str, body: Any) -> str:
