@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from string import hexdigits
+
 from django.db.models import QuerySet
 
 from audit.models import BalanceHistory
@@ -19,7 +21,8 @@ def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
     qs = BalanceHistory.objects.filter(user_id=user_id)
     code = params.get("currency")
     if code:
-        currency = Currency.objects.filter(code__iexact=code).first()
+        # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
+        currency = Currency.objects.filter(code__iexact=code).first() if code.isprintable() else None
         if currency is None:
             raise errors.InvalidRequest("unknown currency", errors={"currency": ["unknown currency"]})
         qs = qs.filter(wallet__currency_id=currency.pk)
@@ -50,7 +53,7 @@ def history_item(entry: BalanceHistory) -> dict:
 def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
     tx = (
         Transaction.objects.select_related("currency").filter(hash=tx_hash.lower()).first()
-        if len(tx_hash) == 64
+        if len(tx_hash) == 64 and all(c in hexdigits for c in tx_hash)
         else None
     )
     if tx is None:

@@ -133,5 +133,7 @@ class SessionViewSet(viewsets.ViewSet):
         username = request.query_params.get("username", "").strip()
         if not username or len(username) > 150:
             raise errors.InvalidRequest("username is required", errors={"username": ["This field is required."]})
+        if not username.isprintable():  # e.g. a NUL, which PostgreSQL refuses outright (a 500)
+            raise errors.InvalidRequest("username is malformed", errors={"username": ["invalid username"]})
         user = user_get_by_username(username=username)
         return Response({"id": user.pk, "username": user.username})

@@ -235,8 +235,9 @@ def test_lookup_of_an_unknown_or_inactive_user_is_404(client_for, username):
     assert response.json()["code"] == "USER_NOT_FOUND"
 
 
-def test_lookup_without_a_username_is_400(client_for):
-    response = client_for(UserFactory()).get("/users/lookup")
+@pytest.mark.parametrize("query", [{}, {"username": ""}, {"username": "x" * 151}, {"username": "bob\x00"}])
+def test_lookup_without_a_sane_username_is_400(client_for, query):
+    response = client_for(UserFactory()).get("/users/lookup", query)
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_REQUEST"
 

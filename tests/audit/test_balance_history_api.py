@@ -121,7 +121,15 @@ def test_filters_by_currency_and_wallet(trail, client_for):
 
 
 @pytest.mark.parametrize(
-    "params", [{"page": "0"}, {"page_size": "101"}, {"user_id": "x"}, {"wallet_id": "-1"}, {"created_after": "soon"}]
+    "params",
+    [
+        {"page": "0"},
+        {"page_size": "101"},
+        {"user_id": "x"},
+        {"wallet_id": "-1"},
+        {"created_after": "soon"},
+        {"currency": "\x00"},
+    ],
 )
 def test_malformed_parameters_are_400(trail, client_for, params):
     alice, _ = trail

@@ -94,6 +94,7 @@ def test_identical_timestamps_still_order_stably(user_factory, client_for, usdt)
         {"direction": "up"},
         {"type": "refund"},
         {"currency": "DOGE"},
+        {"currency": "US\x00DT"},
         {"created_after": "yesterday"},
         {"created_before": "2024-13-45T00:00:00Z"},
     ],

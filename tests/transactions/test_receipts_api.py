@@ -64,7 +64,9 @@ def test_the_hash_is_case_insensitive(receipt_tx, api):
     assert api.get(f"/tx/{tx.hash.upper()}").json()["hash"] == tx.hash
 
 
-@pytest.mark.parametrize("path", ["0" * 64, "f" * 64, "abc", "z" * 64, "0" * 65, "%27%20OR%201=1--"])
+@pytest.mark.parametrize(
+    "path", ["0" * 64, "f" * 64, "abc", "z" * 64, "0" * 65, "%27%20OR%201=1--", "%00" * 64, "%C3%A9" * 64]
+)
 def test_unknown_hashes_are_404_transaction_not_found(receipt_tx, api, path):
     response = api.get(f"/tx/{path}")
     assert response.status_code == 404
