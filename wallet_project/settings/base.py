@@ -251,6 +251,8 @@ KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
 KAFKA_TOPIC = env.str("KAFKA_TOPIC", default="tx.created")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
+# How long the producer keeps retrying a message before reporting it failed (the relay then takes over).
+KAFKA_DELIVERY_TIMEOUT_MS = env.int("KAFKA_DELIVERY_TIMEOUT_MS", default=10000)
 
 # --- Rate limiting (django-ratelimit) ---------------------------------------------------------
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)

@@ -1,0 +1,223 @@
+"""Read the tx.created topic from the beginning and print each event as a JSON line.
+
+The consumer ``assign()``s every partition directly (no consumer group: nothing to join, nothing
+committed), so it starts reading at once and never disturbs real consumers. ``--check`` validates
+every message against the documented schema (docs/events.md) and prints the number of distinct
+event ids; it exits non-zero if any message is malformed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from wallet_project.core.publisher import kafka_logger
+
+EVENT_FIELDS = {
+    "event_id",
+    "event_type",
+    "schema_version",
+    "occurred_at",
+    "trace_id",
+    "hash",
+    "from_user_id",
+    "to_user_id",
+    "amount",
+    "timestamp",
+    "transaction",
+}
+TRANSACTION_FIELDS = {
+    "id",
+    "hash",
+    "signature",
+    "status",
+    "type",
+    "from_user_id",
+    "to_user_id",
+    "currency_id",
+    "currency",
+    "amount",
+    "memo",
+    "created_at",
+}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_AMOUNT = re.compile(r"^[0-9]+\.[0-9]{8}$")
+
+
+def _is_uuid(value) -> bool:
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def _is_timestamp(value) -> bool:
+    try:
+        return isinstance(value, str) and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _is_amount(value) -> bool:
+    try:
+        return isinstance(value, str) and bool(_AMOUNT.match(value)) and Decimal(value) > 0
+    except InvalidOperation:
+        return False
+
+
+def _is_user_id(value) -> bool:
+    return value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def event_problems(*, key: bytes | None, headers: dict[str, str], value: bytes | None) -> list[str]:
+    """What is wrong with one tx.created message (empty when it matches the documented schema)."""
+    try:
+        event = json.loads(value or b"")
+    except ValueError:
+        return ["value is not JSON"]
+    if not isinstance(event, dict):
+        return ["value is not a JSON object"]
+    problems = []
+    if missing := EVENT_FIELDS - event.keys():
+        problems.append(f"missing fields: {sorted(missing)}")
+    if event.get("event_type") != "tx.created":
+        problems.append("event_type is not tx.created")
+    if event.get("schema_version") != 1:
+        problems.append("schema_version is not 1")
+    if not _is_uuid(event.get("event_id")):
+        problems.append("event_id is not a UUID")
+    if not (isinstance(event.get("hash"), str) and _HEX64.match(event["hash"])):
+        problems.append("hash is not 64 hex digits")
+    if not _is_amount(event.get("amount")):
+        problems.append("amount is not a positive decimal string with 8 places")
+    for name in ("occurred_at", "timestamp"):
+        if not _is_timestamp(event.get(name)):
+            problems.append(f"{name} is not an ISO 8601 timestamp with a zone")
+    for name in ("from_user_id", "to_user_id"):
+        if not _is_user_id(event.get(name)):
+            problems.append(f"{name} is not an integer or null")
+    if not isinstance(event.get("trace_id"), str):
+        problems.append("trace_id is not a string")
+    tx = event.get("transaction")
+    if not isinstance(tx, dict):
+        problems.append("transaction is not an object")
+    else:
+        if missing := TRANSACTION_FIELDS - tx.keys():
+            problems.append(f"transaction is missing: {sorted(missing)}")
+        for name in ("hash", "from_user_id", "to_user_id", "amount"):
+            if name in tx and tx[name] != event.get(name):
+                problems.append(f"transaction.{name} differs from {name}")
+    if key is None or key.decode(errors="replace") != event.get("hash"):
+        problems.append("key is not the transaction hash")
+    if headers.get("event_id") != event.get("event_id"):
+        problems.append("event_id header differs from the payload")
+    if headers.get("trace_id") != event.get("trace_id"):
+        problems.append("trace_id header differs from the payload")
+    return problems
+
+
+class Command(BaseCommand):
+    help = "Print tx.created events from the beginning of the topic as JSON lines (--check: validate them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--topic", default=None, help="topic to read (default: KAFKA_TOPIC)")
+        parser.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds (default 10)")
+        parser.add_argument("--max", dest="max_messages", type=int, default=None, help="stop after this many messages")
+        parser.add_argument(
+            "--follow", action="store_true", help="keep waiting for new messages at the end of the topic"
+        )
+        parser.add_argument(
+            "--check", action="store_true", help="validate every message; print counts; exit 1 if any is malformed"
+        )
+
+    def handle(
+        self, *args, topic: str | None, timeout: float, max_messages: int | None, follow: bool, check: bool, **options
+    ):
+        bootstrap = settings.KAFKA_BOOTSTRAP_SERVERS
+        if not bootstrap:
+            raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set")
+        topic = topic or settings.KAFKA_TOPIC
+        deadline = time.monotonic() + timeout
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                # Required by the client, never joined: partitions are assigned directly.
+                "group.id": "wallet-consume-events",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "logger": kafka_logger,
+            }
+        )
+        messages = malformed = 0
+        event_ids: set[str] = set()
+        try:
+            try:
+                metadata = consumer.list_topics(topic, timeout=max_wait(deadline))
+            except KafkaException as exc:
+                raise CommandError(f"broker unavailable: {exc}") from exc
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                raise CommandError(f"topic {topic!r} does not exist")
+            partitions = sorted(described.partitions)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            at_end: set[int] = set()
+            while time.monotonic() < deadline and (max_messages is None or messages < max_messages):
+                if not follow and len(at_end) == len(partitions):
+                    break
+                msg = consumer.poll(min(0.5, max_wait(deadline)))
+                if msg is None:
+                    continue
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        at_end.add(msg.partition())
+                        continue
+                    raise CommandError(f"consume failed: {msg.error()}")
+                at_end.discard(msg.partition())
+                messages += 1
+                headers = {name: (value or b"").decode(errors="replace") for name, value in msg.headers() or []}
+                if check:
+                    problems = event_problems(key=msg.key(), headers=headers, value=msg.value())
+                    if problems:
+                        malformed += 1
+                        self.stderr.write(
+                            json.dumps({"partition": msg.partition(), "offset": msg.offset(), "problems": problems})
+                        )
+                    else:
+                        event_ids.add(headers["event_id"])
+                    continue
+                self.stdout.write(json.dumps(_as_document(msg, headers)))
+        finally:
+            consumer.close()
+        if check:
+            summary = {"messages": messages, "distinct_event_ids": len(event_ids), "malformed": malformed}
+            self.stdout.write(json.dumps(summary))
+            if malformed:
+                raise CommandError(f"{malformed} malformed message(s) on {topic}")
+
+
+def max_wait(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.01)
+
+
+def _as_document(msg, headers: dict[str, str]) -> dict:
+    raw = msg.value() or b""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw.decode(errors="replace")
+    return {
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "key": msg.key().decode(errors="replace") if msg.key() is not None else None,
+        "headers": headers,
+        "value": value,
+    }
