@@ -157,6 +157,8 @@ def test_zero_and_negative_are_amount_not_positive(alice, bob, client_for, amoun
         '"+-1"',
         '"1.2.3"',
         "1" * 5000,  # beyond Python's int-parsing limit
+        "1e9999999999999999999",  # beyond Decimal's exponent range
+        "1e-9999999999999999999",
     ],
 )
 def test_anything_else_is_invalid_request(alice, bob, client_for, amount_json):

@@ -49,6 +49,9 @@ class DecimalJSONParser(JSONParser):
             data = loads(raw.decode(encoding))
         except (json.JSONDecodeError, _NotAJsonNumber) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
+        # decimal.InvalidOperation (not a ValueError): an exponent beyond Decimal's range, e.g. 1e9999999999999999999.
+        except ArithmeticError as exc:
+            raise ParseError("JSON parse error - number out of range") from exc
         except RecursionError as exc:
             raise ParseError("JSON parse error - nested too deeply") from exc
         except ValueError as exc:  # undecodable bytes, or an integer too long to convert (no internals in the text)
