@@ -131,6 +131,7 @@ def api_server(image_tree, deploy_database, kafka_bootstrap, redis_url, tmp_path
             # The Postman run signs up and logs in several users within seconds.
             SIGNUP_GRANT="USDT:1000",
             RATELIMIT_ENABLE="false",
+            PROMETHEUS_MULTIPROC_DIR=str(tmp_path_factory.mktemp("prometheus")),
         )
     )
     staff = support.run(

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -106,6 +107,24 @@ def test_swagger_ui_page_and_its_assets_are_served(api_server):
 
     status, _, body = support.http_get(f"{api_server.base_url}/openapi.json", headers={"Accept": "application/json"})
     assert status == 200 and json.loads(body)["openapi"].startswith("3.")
+
+
+def test_metrics_add_up_across_gunicorn_workers(api_server):
+    """With PROMETHEUS_MULTIPROC_DIR (set in compose), every scrape sums all workers' counters."""
+    directory = Path(api_server.env["PROMETHEUS_MULTIPROC_DIR"])
+    requests = 12
+    for _ in range(requests):
+        assert support.http_get(f"{api_server.base_url}/currencies")[0] == 200
+    metric = re.compile(
+        r'^django_http_requests_total_by_view_transport_method_total\{[^}]*view="currency-list"[^}]*\} (\S+)$'
+    )
+    for _ in range(6):
+        status, _, body = support.http_get(f"{api_server.base_url}/metrics")
+        assert status == 200
+        served = sum(float(m[1]) for line in body.decode().splitlines() if (m := metric.match(line)))
+        assert served >= requests, "a scrape saw only part of the workers' requests"
+    pids = {int(p.stem.rsplit("_", 1)[1]) for p in directory.glob("counter_*.db")}
+    assert pids & set(support.child_pids(api_server.process.pid)), "workers write their counters to the directory"
 
 
 def test_image_and_compose_health_checks_pass_against_the_server(api_server):
