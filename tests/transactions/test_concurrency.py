@@ -78,12 +78,12 @@ def test_random_concurrent_transfers_conserve_every_currency(caplog):
         body = {"to_user_id": recipient.pk, "currency": currency.code, "amount": str(amount)}
         return lambda: post_transfer(clients[sender.pk], body)
 
-    results = run_in_threads([random_transfer() for _ in range(240)], threads=8)
+    results = run_in_threads([random_transfer() for _ in range(160)], threads=8)
 
     assert not [r for r in results if isinstance(r, Exception)], f"seed {seed}"
     outcomes = Counter(status if status == 200 else body["code"] for status, body, _ in results)
     assert set(outcomes) <= {200, "INSUFFICIENT_BALANCE"}, f"seed {seed}: {outcomes}"
-    assert outcomes[200] > 100, f"seed {seed}: {outcomes}"
+    assert outcomes[200] > 60, f"seed {seed}: {outcomes}"
     assert {"USDT": supply("USDT"), "BTC": supply("BTC")} == supply_before, f"seed {seed}"
     assert not Wallet.objects.filter(balance__lt=0).exists()
     assert Transaction.objects.count() == transactions_before + outcomes[200]
