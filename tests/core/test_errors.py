@@ -36,6 +36,8 @@ def test_unknown_paths_are_404_in_the_envelope(api, path):
         ("post", "/currencies/1"),
         ("get", "/auth/login"),
         ("patch", "/deposits"),
+        ("post", "/health"),
+        ("delete", "/tx/" + "0" * 64),
     ],
 )
 def test_wrong_methods_are_405_in_the_envelope(user_factory, client_for, method, path):
@@ -73,7 +75,9 @@ def test_domain_errors_have_no_errors_member(user_factory, client_for):
 
 
 def test_401_and_403_are_in_the_envelope(user_factory, client_for, api):
-    assert_problem(api.get("/users/me"), 401, "UNAUTHORIZED")
+    unauthorized = api.get("/users/me")
+    assert_problem(unauthorized, 401, "UNAUTHORIZED")
+    assert unauthorized["WWW-Authenticate"].startswith("Bearer")
     alice, bob = user_factory(), user_factory()
     assert_problem(client_for(alice).get(f"/wallet/{bob.pk}"), 403, "FORBIDDEN")
 
