@@ -22,6 +22,9 @@ run: migrate
 	@echo "Wallet API on http://$(HOST):$(PORT)/  (Swagger UI: http://$(HOST):$(PORT)/swagger/)"
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
+seed: migrate
+	$(BIN)/python manage.py seed_demo
+
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)

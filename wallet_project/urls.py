@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -24,6 +25,8 @@ urlpatterns = [
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/swagger/", permanent=False)),
+    # Browsers ask every HTML page (admin, browsable API) for one; a 404 shows as a console error.
+    path("favicon.ico", RedirectView.as_view(url=static("drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png"))),
     # Unmatched paths answer in the error envelope, in DEBUG too (Django's handler404 is DEBUG-off only).
     re_path(r"^(?!static/).*$", core_views.not_found),
 ]
