@@ -85,7 +85,7 @@ def kafka_broker():
             if process.poll() is not None:
                 pytest.fail(f"the Kafka broker exited at start (status {process.returncode})")
             try:
-                AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=1)
+                AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=1)
                 break
             except Exception as exc:  # noqa: BLE001 - not answering yet
                 if time.monotonic() > deadline:

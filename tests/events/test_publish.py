@@ -108,6 +108,25 @@ def test_transfers_succeed_during_an_outage_and_the_relay_delivers_every_event(k
     assert event_ids == {str(e) for e in OutboxEvent.objects.values_list("event_id", flat=True)}
 
 
+def test_the_on_commit_path_recovers_by_itself_after_an_outage(kafka, user_factory, client_for):
+    alice, bob = user_factory(balance=100), user_factory()
+    client = client_for(alice)
+    assert wait_for(lambda: pending() == 0)
+
+    with kafka.broker.stalled():
+        lost = client.post("/wallet/transfer", {"to_user_id": bob.pk, "amount": "1"}, format="json").json()
+        # The delivery times out (KAFKA_DELIVERY_TIMEOUT_MS) and the row says why it is still pending.
+        assert wait_for(lambda: OutboxEvent.objects.get(key=lost["hash"]).last_error, timeout=10)
+
+    after = client.post("/wallet/transfer", {"to_user_id": bob.pk, "amount": "1"}, format="json").json()
+    assert wait_for(lambda: OutboxEvent.objects.get(key=after["hash"]).state == OutboxEvent.State.PUBLISHED), (
+        "the web process did not publish again once the broker was back"
+    )
+    assert list(OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).values_list("key", flat=True)) == [
+        lost["hash"]
+    ], "only the event of the outage is left, for the relay"
+
+
 def test_ready_reports_the_broker_and_the_outbox_backlog(kafka, user_factory, api):
     with override_settings(KAFKA_BOOTSTRAP_SERVERS=""):
         user_factory(balance=5)  # its deposit event stays in the outbox: nothing publishes
