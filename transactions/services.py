@@ -30,6 +30,7 @@ from transactions.events import tx_created_event
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
 from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
+from wallet_project.core.models import OutboxEvent
 from wallet_project.core.money import MAX_AMOUNT, check_amount
 from wallet_project.core.outbox import outbox_insert, publish_on_commit
 from wallet_project.core.receipts import sign, transaction_hash
@@ -195,7 +196,7 @@ def ledger_post(
             legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link))
         tx.from_wallet_id = source[0] if source else None
         tx.to_wallet_id = target[0] if target else None
-        event_pk = _write(tx, legs, event, event_id)
+        outbox_event = _write(tx, legs, event, event_id)
         if idempotency is not None:
             idempotency_store(
                 user_id=owner_id,
@@ -204,7 +205,7 @@ def ledger_post(
                 fingerprint=idempotency.fingerprint,
                 transaction_id=tx.pk,
             )
-        publish_on_commit(event_pk)
+        publish_on_commit(outbox_event)
     tx.replayed = False
     return tx
 
@@ -237,8 +238,8 @@ SELECT tx.id, event.id FROM tx, event
 _PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar)"
 
 
-def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) -> int:
-    """All writes of one movement; returns the outbox row's id. Sets ``tx.pk``."""
+def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) -> OutboxEvent:
+    """All writes of one movement; returns the outbox row as written. Sets ``tx.pk``."""
     headers = {"event_id": str(event_id), "trace_id": tx.trace_id}
     if connection.vendor == "postgresql":
         params: list = [
@@ -253,7 +254,9 @@ def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) 
             cursor.execute(_PG_WRITE.format(legs=", ".join([_PG_LEG] * len(legs))), params)
             tx.pk, event_pk = cursor.fetchone()
         event["transaction"]["id"] = tx.pk
-        return event_pk
+        return OutboxEvent(
+            pk=event_pk, event_id=event_id, topic=settings.KAFKA_TOPIC, key=tx.hash, payload=event, headers=headers
+        )
     # Portable path (SQLite for local runs): the same rows through the ORM.
     tx.save(force_insert=True)
     event["transaction"]["id"] = tx.pk

@@ -10,20 +10,21 @@ from django.db import transaction
 from .models import OutboxEvent
 
 
-def outbox_insert(*, key: str, event_id: uuid.UUID, payload: dict, headers: dict, topic: str | None = None) -> int:
-    """Insert the event row in the caller's transaction; returns its id (see ``publish_on_commit``)."""
-    event = OutboxEvent.objects.create(
+def outbox_insert(
+    *, key: str, event_id: uuid.UUID, payload: dict, headers: dict, topic: str | None = None
+) -> OutboxEvent:
+    """Insert the event row in the caller's transaction (see ``publish_on_commit``)."""
+    return OutboxEvent.objects.create(
         event_id=event_id, topic=topic or settings.KAFKA_TOPIC, key=key, payload=payload, headers=headers
     )
-    return event.pk
 
 
-def publish_on_commit(event_pk: int) -> None:
-    """Hand the event to the Kafka publisher once (and only if) the transaction commits."""
-    transaction.on_commit(lambda: _publish_after_commit(event_pk))
+def publish_on_commit(event: OutboxEvent) -> None:
+    """Hand the event (already in memory: no read-back) to the publisher once the transaction commits."""
+    transaction.on_commit(lambda: _publish_after_commit(event))
 
 
-def _publish_after_commit(event_pk: int) -> None:
+def _publish_after_commit(event: OutboxEvent) -> None:
     from . import publisher
 
-    publisher.publish_after_commit(event_pk)
+    publisher.publish_after_commit(event)

@@ -241,15 +241,17 @@ def _publisher() -> _ProcessPublisher:
         return current
 
 
-def publish_after_commit(event_pk: int) -> None:
-    """Queue the committed outbox row for Kafka; never waits for the broker and never raises."""
+def publish_after_commit(event: OutboxEvent) -> None:
+    """Queue the committed outbox row for Kafka; never waits for the broker and never raises.
+
+    ``event`` is the row as written (the caller holds it in memory, so nothing is read back).
+    """
     if not settings.KAFKA_BOOTSTRAP_SERVERS:
         return
     try:
-        event = OutboxEvent.objects.only("id", "event_id", "topic", "key", "payload", "headers").get(pk=event_pk)
         _publisher().publish(event)
     except Exception:  # noqa: BLE001 - the money has moved; the relay publishes what this could not
-        logger.exception("outbox publish failed; the relay will publish the event", extra={"event_pk": event_pk})
+        logger.exception("outbox publish failed; the relay will publish the event", extra={"event_pk": event.pk})
 
 
 def broker_state() -> str:
