@@ -12,12 +12,6 @@ def user_get_by_username(*, username: str, not_found: type[errors.ApiError] = er
     return user
 
 
-def user_get_active_id(*, user_id: int, not_found: type[errors.ApiError] = errors.UserNotFound) -> int:
-    if not User.objects.filter(pk=user_id, is_active=True).exists():
-        raise not_found()
-    return user_id
-
-
 def user_document(user: User) -> dict:
     return {
         "id": user.pk,

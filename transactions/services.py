@@ -144,12 +144,15 @@ def ledger_post(
                 return original
 
         # The lock: both wallets, ascending primary key, so A->B and B->A can never deadlock.
+        wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency=currency)
+        if type == Transaction.Type.TRANSFER:
+            # A deactivated user neither sends nor receives: as unknown by id as by name.
+            wallets = wallets.filter(user__is_active=True)
         locked = {
             user_id: (wallet_id, balance, head)
-            for wallet_id, user_id, balance, head in Wallet.objects.select_for_update()
-            .filter(user_id__in=user_ids, currency=currency)
-            .order_by("pk")
-            .values_list("id", "user_id", "balance", "audit_head")
+            for wallet_id, user_id, balance, head in wallets.order_by("pk").values_list(
+                "id", "user_id", "balance", "audit_head"
+            )
         }
         source = locked.get(from_user_id) if from_user_id is not None else None
         target = locked.get(to_user_id) if to_user_id is not None else None

@@ -3,7 +3,7 @@ from rest_framework import viewsets
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from accounts.selectors import user_get_active_id, user_get_by_username
+from accounts.selectors import user_get_by_username
 from currencies.selectors import currency_get
 from transactions.api.serializers import (
     HistoryPageOut,
@@ -71,8 +71,8 @@ class TransferViewSet(viewsets.ViewSet):
         if "to_username" in data:
             recipient_id = user_get_by_username(username=data["to_username"], not_found=errors.RecipientNotFound).pk
         else:
-            # A deactivated user is as unknown by id as by name (and cannot spend what they would receive).
-            recipient_id = user_get_active_id(user_id=data["to_user_id"], not_found=errors.RecipientNotFound)
+            # Existence and activity are checked under the wallet lock (transactions.services.ledger_post).
+            recipient_id = data["to_user_id"]
         tx = transfer_create(
             sender_id=request.user.pk,
             recipient_id=recipient_id,
