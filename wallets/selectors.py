@@ -42,7 +42,7 @@ def wallet_get(*, user_id: int, currency: Currency) -> Wallet:
 
 
 def parse_window(raw: str | None) -> tuple[str, timedelta]:
-    text = (raw or "24h").strip()
+    text = "24h" if raw is None else raw  # an empty or padded value is malformed, not the default
     match = _WINDOW.match(text)
     if not match:
         raise errors.InvalidRequest("window must look like 30m, 24h or 7d", errors={"window": ["invalid window"]})

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from transactions.api.serializers import PaginationOut
@@ -19,6 +20,7 @@ class BalanceHistoryOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
+@extend_schema_serializer(many=False)  # a list action answering with one page object
 class BalanceHistoryPageOut(serializers.Serializer):
     data = BalanceHistoryOut(many=True)
     pagination = PaginationOut()

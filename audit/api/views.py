@@ -5,20 +5,20 @@ from rest_framework.response import Response
 from audit.api.serializers import BalanceHistoryPageOut
 from audit.selectors import balance_history_document, balance_history_queryset
 from wallet_project.core.pagination import paginate
-from wallet_project.core.schema import errors
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, errors, int_query
 
 
 class BalanceHistoryViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Hash-chained balance history (own entries; staff: all)",
         parameters=[
-            OpenApiParameter("page", int),
-            OpenApiParameter("page_size", int),
-            OpenApiParameter("user_id", int, description="Staff only (others: must be themselves)"),
-            OpenApiParameter("wallet_id", int),
+            OpenApiParameter("page", PAGE),
+            OpenApiParameter("page_size", PAGE_SIZE),
+            OpenApiParameter("user_id", int_query(), description="Staff only (others: must be themselves)"),
+            OpenApiParameter("wallet_id", int_query()),
             OpenApiParameter("currency", str),
-            OpenApiParameter("created_after", str),
-            OpenApiParameter("created_before", str),
+            OpenApiParameter("created_after", DATE_TIME),
+            OpenApiParameter("created_before", DATE_TIME),
         ],
         responses={200: BalanceHistoryPageOut, **errors(400, 401, 403)},
         tags=["audit"],

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from wallet_project.core.fields import IdField, StrictSerializer
@@ -59,6 +60,7 @@ class PaginationOut(serializers.Serializer):
     total_pages = serializers.IntegerField()
 
 
+@extend_schema_serializer(many=False)  # a list action answering with one page object
 class HistoryPageOut(serializers.Serializer):
     data = HistoryItemOut(many=True)
     pagination = PaginationOut()

@@ -22,6 +22,7 @@ from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fin
 from wallet_project.core.pagination import paginate
 from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
 from wallet_project.core.schema import errors as error_responses
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -131,15 +132,15 @@ class HistoryViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="A user's transactions, newest first",
         parameters=[
-            OpenApiParameter("page", int, description="1-based; malformed → 400"),
-            OpenApiParameter("page_size", int, description="1..100, default 20"),
+            OpenApiParameter("page", PAGE, description="1-based; malformed → 400"),
+            OpenApiParameter("page_size", PAGE_SIZE, description="1..100, default 20"),
             OpenApiParameter("currency", str),
             OpenApiParameter("direction", str, enum=["sent", "received"]),
             OpenApiParameter("type", str, enum=["transfer", "deposit", "withdrawal"]),
-            OpenApiParameter("created_after", str, description="ISO 8601, inclusive"),
-            OpenApiParameter("created_before", str, description="ISO 8601, exclusive"),
+            OpenApiParameter("created_after", DATE_TIME, description="ISO 8601, inclusive"),
+            OpenApiParameter("created_before", DATE_TIME, description="ISO 8601, exclusive"),
         ],
-        responses={200: HistoryPageOut, **error_responses(400, 401, 403)},
+        responses={200: HistoryPageOut, **error_responses(400, 401, 403, 404)},
         tags=["transactions"],
     )
     def list(self, request, user_id: int):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
@@ -12,8 +12,9 @@ from . import exceptions as errors
 
 def int_param(params, name: str, *, default: int | None = None, minimum: int = 1, maximum: int = 10**18) -> int | None:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
+    # An empty value ("?page=") is malformed like any other, not a silent default.
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise errors.InvalidRequest(f"{name} must be a positive integer", errors={name: ["must be an integer"]})
     value = int(raw)
@@ -27,20 +28,26 @@ def int_param(params, name: str, *, default: int | None = None, minimum: int = 1
 
 def datetime_param(params, name: str) -> datetime | None:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
-        value = parse_datetime(raw.replace(" ", "+"))
+        # "+" arrives as " " from an unencoded query; RFC 3339 also allows a lower-case "t" and "z".
+        value = parse_datetime(raw.replace(" ", "+").upper())
     except ValueError:
         value = None
     if value is None:
         raise errors.InvalidRequest(f"{name} must be an ISO 8601 date-time", errors={name: ["invalid date-time"]})
-    return make_aware(value) if is_naive(value) else value
+    value = make_aware(value) if is_naive(value) else value
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts (a 500, not a 400).
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise errors.InvalidRequest(f"{name} is out of range", errors={name: ["out of range"]}) from exc
 
 
 def choice_param(params, name: str, choices: set[str]) -> str | None:
     raw = params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw not in choices:
         raise errors.InvalidRequest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -21,6 +21,7 @@ Problem = inline_serializer(
     },
 )
 
+PROBLEM_CONTENT_TYPE = "application/problem+json"
 _DESCRIPTIONS = {
     400: "Invalid request (see `code`)",
     401: "UNAUTHORIZED: missing, invalid, expired or revoked token",
@@ -34,8 +35,22 @@ _DESCRIPTIONS = {
 }
 
 
-def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {status: OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, "")) for status in statuses}
+def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+    # Errors leave as application/problem+json (RFC 9457), not as the success media type.
+    return {
+        (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, ""))
+        for status in statuses
+    }
+
+
+def int_query(minimum: int = 1, maximum: int = 10**18 - 1) -> dict:
+    """Schema of an integer query parameter read with ``core.params.int_param`` (at most 18 digits)."""
+    return {"type": "integer", "minimum": minimum, "maximum": maximum}
+
+
+PAGE = int_query(maximum=1_000_000)
+PAGE_SIZE = int_query(maximum=100)
+DATE_TIME = {"type": "string", "format": "date-time"}
 
 
 # --- Extensions: how the project's own auth class and fields appear in the schema ----------------
@@ -51,6 +66,16 @@ class IdFieldExtension(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema, direction):
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+class StrictSerializerExtension(OpenApiSerializerExtension):
+    """A StrictSerializer refuses unknown fields, so its schema says ``additionalProperties: false``."""
+
+    target_class = "wallet_project.core.fields.StrictSerializer"
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        return {**auto_schema._map_basic_serializer(self.target, direction), "additionalProperties": False}
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):

@@ -5,13 +5,13 @@ from rest_framework.response import Response
 from currencies.selectors import currency_get
 from wallet_project.core.params import int_param
 from wallet_project.core.permissions import ensure_owner_or_staff
-from wallet_project.core.schema import errors
+from wallet_project.core.schema import errors, int_query
 from wallets.api.serializers import StatsOut, WalletOpenIn, WalletOut
 from wallets.selectors import parse_window, wallet_document, wallet_get, wallet_list, wallet_stats
 from wallets.services import wallet_open
 
 CURRENCY_PARAMS = [
-    OpenApiParameter("currency_id", int, description="Currency id (default: the default currency)"),
+    OpenApiParameter("currency_id", int_query(), description="Currency id (default: the default currency)"),
     OpenApiParameter("currency", str, description="Currency code, e.g. BTC"),
 ]
 NO_STORE = {"Cache-Control": "no-store"}
@@ -35,7 +35,14 @@ class WalletViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Activity of one wallet over a window, per currency",
-        parameters=[OpenApiParameter("window", str, description="30m, 24h, 7d… (default 24h)"), *CURRENCY_PARAMS],
+        parameters=[
+            OpenApiParameter(
+                "window",
+                {"type": "string", "pattern": "^[1-9][0-9]{0,4}[mhd]$"},
+                description="30m, 24h, 7d… (default 24h, at most 3660d)",
+            ),
+            *CURRENCY_PARAMS,
+        ],
         responses={200: StatsOut, **errors(400, 401, 403, 404)},
         tags=["wallets"],
     )

@@ -1,0 +1,408 @@
+"""Live-server helpers: the API under gunicorn on a private PostgreSQL database, and a stdlib HTTP client.
+
+Tests that need a real server (real HTTP, real worker processes, committed data) use these instead of
+pytest-django's test database, which a server process cannot see. Typical use::
+
+    with migrated_template("mytests") as template, live_api(template, "mytests") as api:
+        users = api.seed(["alice", "bob"], funds={"USDT": "100"})
+        reply = api.http.post("/wallet/transfer", {...}, token=users[0]["token"])
+        api.sql("SELECT count(*) FROM transactions_transaction")
+
+Databases are named ``sec_<prefix>_<random>`` and dropped afterwards; servers bind a free port on
+127.0.0.1 and are stopped (SIGTERM, then SIGKILL) however the test ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+
+
+# --- databases -----------------------------------------------------------------------------------
+
+
+def database_url(name: str) -> str:
+    """``DATABASE_URL`` (server, user) pointed at database ``name``."""
+    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+def connect(name: str = "postgres", **kwargs: Any) -> psycopg.Connection:
+    """A plain psycopg connection (autocommit) to database ``name`` on the test server."""
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(database_url(name).replace("postgres://", "postgresql://", 1), **kwargs)
+
+
+def sql(dbname: str, query: str, params: Iterable[Any] | None = None) -> list[tuple]:
+    with connect(dbname) as conn:
+        return conn.execute(query, list(params or [])).fetchall()
+
+
+def create_database(prefix: str, *, template: str | None = None) -> str:
+    name = f"sec_{prefix}_{secrets.token_hex(4)}"
+    with connect() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def drop_database(name: str) -> None:
+    assert name.startswith("sec_"), f"refusing to drop {name!r}: live-test databases are named sec_*"
+    with connect() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def migrated_template(prefix: str) -> Iterator[str]:
+    """A database migrated once, to be cloned (``CREATE DATABASE ... TEMPLATE``) by each live server."""
+    name = create_database(f"{prefix}_tmpl")
+    try:
+        result = manage(production_env(name), "migrate", "--noinput", timeout=300)
+        assert result.returncode == 0, f"migrate failed:\n{result.stdout}\n{result.stderr}"
+        yield name
+    finally:
+        drop_database(name)
+
+
+# --- environment and management commands -----------------------------------------------------------
+
+
+def production_env(dbname: str, **overrides: str) -> dict[str, str]:
+    """The environment of a production deployment (DEBUG off, real secrets), on database ``dbname``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_", "GUNICORN_"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "wallet_project.settings.base",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "JWT_SECRET": secrets.token_urlsafe(36),
+            "RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "RATELIMIT_ENABLE": "false",
+            "DATABASE_URL": database_url(dbname),
+            "SIGNUP_GRANT": "",
+            "KAFKA_BOOTSTRAP_SERVERS": "",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+_SEED_SCRIPT = """
+import json, os
+from decimal import Decimal
+from django.contrib.auth.hashers import make_password
+from accounts.models import User
+from accounts.services import _issue_tokens
+from currencies.models import Currency
+from transactions.services import deposit_create
+from wallets.models import Wallet
+spec = json.loads(os.environ["LIVE_SEED"])
+password = make_password(spec["password"])
+currencies = {c.code: c for c in Currency.objects.filter(code__in=spec["currencies"])}
+out = []
+for name, funds in zip(spec["usernames"], spec["funds"]):
+    user = User.objects.create(
+        username=name, email=name + "@example.test", password=password, is_staff=spec["staff"]
+    )
+    Wallet.objects.bulk_create([Wallet(user=user, currency=currencies[code]) for code in spec["currencies"]])
+    for code, amount in funds.items():
+        if Decimal(amount) > 0:
+            deposit_create(user_id=user.pk, currency=currencies[code], amount=Decimal(amount), memo="live seed")
+    out.append({"id": user.pk, "username": name, "token": _issue_tokens(user).access})
+print("LIVE-SEED " + json.dumps(out))
+"""
+
+
+# --- HTTP --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def code(self) -> str | None:
+        """The error envelope's machine code (None for a non-problem response)."""
+        if not self.headers.get("content-type", "").startswith("application/problem+json"):
+            return None
+        return self.json().get("code")
+
+
+@dataclass
+class Http:
+    """A tiny HTTP/1.1 client on ``http.client``: one connection per request (sync workers close it anyway)."""
+
+    host: str
+    port: int
+    timeout: float = 30.0
+    default_headers: dict[str, str] = field(default_factory=dict)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | str | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Reply:
+        """Send a request; ``body`` is JSON-encoded, ``raw`` is sent as is. Connection errors propagate."""
+        all_headers = {**self.default_headers, **(headers or {})}
+        payload: bytes | None = None
+        if raw is not None:
+            payload = raw.encode() if isinstance(raw, str) else raw
+        elif body is not None:
+            payload = json.dumps(body).encode()
+        if payload is not None:
+            all_headers.setdefault("Content-Type", "application/json")
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+        try:
+            conn.request(method, path, body=payload, headers=all_headers)
+            response = conn.getresponse()
+            data = response.read()
+            reply_headers = {name.lower(): value for name, value in response.getheaders()}
+            return Reply(response.status, reply_headers, data, time.perf_counter() - started)
+        finally:
+            conn.close()
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
+        return self.request("POST", path, body, **kwargs)
+
+
+def run_concurrently(tasks: list[Callable[[], Any]], *, threads: int) -> list[Any]:
+    """Run ``tasks`` on ``threads`` threads; results (or the exception each raised) in task order."""
+
+    def guarded(task: Callable[[], Any]) -> Any:
+        try:
+            return task()
+        except Exception as exc:  # noqa: BLE001 - handed to the test as a result
+            return exc
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(guarded, tasks))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the server ----------------------------------------------------------------------------------------
+
+
+class LiveServer:
+    """``gunicorn -c gunicorn.conf.py`` on a free port, with the given environment."""
+
+    def __init__(self, env: dict[str, str], *, workers: int = 3) -> None:
+        self.port = free_port()
+        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(workers)}
+        self.log = tempfile.NamedTemporaryFile(prefix="sec_gunicorn_", suffix=".log", delete=False)  # noqa: SIM115
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, *, timeout: float = 60) -> None:
+        self.process = subprocess.Popen(
+            # Each test server has its own control socket path or none: several run on one machine.
+            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        http = Http("127.0.0.1", self.port, timeout=2)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"gunicorn exited early:\n{self.log_text()[-4000:]}"
+            with contextlib.suppress(OSError):
+                if http.get("/health").status == 200 and len(self.worker_pids()) >= int(self.env["GUNICORN_WORKERS"]):
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"gunicorn did not become healthy in {timeout}s:\n{self.log_text()[-4000:]}")
+
+    def worker_pids(self) -> list[int]:
+        """The master's live children (its workers), read from /proc."""
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.pid and fields[0] != "Z":
+                    pids.append(int(stat.parent.name))
+        return sorted(pids)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def log_text(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text(errors="replace")
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)
+
+
+@dataclass
+class LiveApi:
+    """A running server, its database and helpers to set up and inspect both."""
+
+    dbname: str
+    env: dict[str, str]
+    server: LiveServer
+    http: Http
+
+    def sql(self, query: str, params: Iterable[Any] | None = None) -> list[tuple]:
+        return sql(self.dbname, query, params)
+
+    def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return manage(self.env, *args, timeout=timeout)
+
+    def seed(
+        self,
+        usernames: list[str],
+        *,
+        funds: dict[str, str] | list[dict[str, str]] | None = None,
+        currencies: tuple[str, ...] = ("USDT", "BTC"),
+        password: str = "correct horse battery",
+        staff: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Create users with a wallet per currency, fund them by recorded deposits, return ids and tokens."""
+        per_user = funds if isinstance(funds, list) else [funds or {}] * len(usernames)
+        spec = {
+            "usernames": usernames,
+            "funds": per_user,
+            "currencies": list(currencies),
+            "password": password,
+            "staff": staff,
+        }
+        result = subprocess.run(
+            [str(BIN / "python"), "manage.py", "shell", "-c", _SEED_SCRIPT],
+            cwd=ROOT,
+            env={**self.env, "LIVE_SEED": json.dumps(spec)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        lines = [line for line in result.stdout.splitlines() if line.startswith("LIVE-SEED ")]
+        assert result.returncode == 0 and lines, f"seeding failed:\n{result.stdout}\n{result.stderr}"
+        return json.loads(lines[-1].removeprefix("LIVE-SEED "))
+
+    def reconcile(self) -> subprocess.CompletedProcess:
+        return self.manage("reconcile", timeout=300)
+
+    def deadlocks(self) -> int:
+        with connect(self.dbname) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            return conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = %s", [self.dbname]).fetchone()[
+                0
+            ]
+
+    def backends(self) -> list[tuple[int, str, str]]:
+        """(pid, state, query) of every other session on this database: the server's connections."""
+        return self.sql(
+            "SELECT pid, coalesce(state, ''), query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+
+
+@contextlib.contextmanager
+def live_api(template: str, prefix: str, *, workers: int = 3, **env: str) -> Iterator[LiveApi]:
+    """Clone ``template`` into a fresh ``sec_*`` database, serve it with gunicorn, tear both down afterwards."""
+    dbname = create_database(prefix, template=template)
+    server = LiveServer(production_env(dbname, **env), workers=workers)
+    try:
+        server.start()
+        yield LiveApi(dbname, server.env, server, Http("127.0.0.1", server.port))
+    finally:
+        try:
+            server.cleanup()
+        finally:
+            drop_database(dbname)
+
+
+# --- fixtures (import them into a conftest.py) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def live_template():
+    """A migrated database that live servers start from (cloned, never served itself)."""
+    with migrated_template("live") as name:
+        yield name
+
+
+@pytest.fixture
+def rng(request):
+    """A seeded Random; the seed is printed (pytest shows it on failure) and ``SEC_SEED=<n>`` replays it."""
+    seed = int(os.environ.get("SEC_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"[{request.node.name}] random seed {seed} (replay with SEC_SEED={seed})")
+    generator = random.Random(seed)
+    generator.seed_value = seed
+    return generator
