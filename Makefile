@@ -29,6 +29,10 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Fault injection, long load and API fuzzing on live servers (tests/soak, tests/security: -m soak).
+soak: venv
+	$(BIN)/pytest -m soak $(PYTEST_ARGS)
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
