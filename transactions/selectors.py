@@ -10,6 +10,7 @@ from transactions.events import transaction_document
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
 from wallet_project.core.params import choice_param, datetime_param
+from wallet_project.core.receipts import canonical_transaction
 
 
 def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
@@ -78,4 +79,17 @@ def receipt_document(tx: Transaction, *, viewer) -> dict:
     ):
         document["from_user_id"] = tx.from_user_id
         document["to_user_id"] = tx.to_user_id
+        # What a party needs to recompute the hash itself: sha256(canonical) == hash.
+        document["uid"] = str(tx.uid)
+        document["memo"] = tx.memo
+        document["canonical"] = canonical_transaction(
+            uid=str(tx.uid),
+            type=tx.type,
+            from_user_id=tx.from_user_id,
+            to_user_id=tx.to_user_id,
+            currency=tx.currency.code,
+            amount=tx.amount,
+            memo=tx.memo,
+            created_at=tx.created_at,
+        ).decode()
     return document

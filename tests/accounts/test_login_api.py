@@ -127,3 +127,10 @@ def test_malformed_login_bodies_are_400(api, body):
 
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_REQUEST"
+
+
+def test_usernames_are_case_insensitive_at_login_as_they_are_unique(api):
+    UserFactory(username="Alice")
+    response = login(api, "aLICE", PASSWORD)
+    assert response.status_code == 200
+    assert response.json()["username"] == "Alice"

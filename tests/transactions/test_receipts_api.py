@@ -1,6 +1,7 @@
 """GET /tx/{hash}: a public, verifiable receipt; identities only for the parties and staff."""
 
 import hashlib
+import json
 from decimal import Decimal
 
 import pytest
@@ -50,8 +51,11 @@ def test_parties_and_staff_also_see_the_user_ids(receipt_tx, client_for, user_fa
 
     body = client_for(viewer).get(f"/tx/{tx.hash}").json()
 
-    assert set(body) == PUBLIC_FIELDS | {"from_user_id", "to_user_id"}
+    assert set(body) == PUBLIC_FIELDS | {"from_user_id", "to_user_id", "uid", "memo", "canonical"}
     assert (body["from_user_id"], body["to_user_id"]) == (alice.pk, bob.pk)
+    # A party can recompute the hash from what it is shown.
+    assert hashlib.sha256(body["canonical"].encode()).hexdigest() == body["hash"] == tx.hash
+    assert json.loads(body["canonical"])["uid"] == body["uid"] == str(tx.uid)
 
 
 def test_a_bystander_sees_only_public_fields(receipt_tx, client_for, user_factory):

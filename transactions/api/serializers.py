@@ -76,6 +76,11 @@ class ReceiptOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
     from_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
     to_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
+    uid = serializers.UUIDField(required=False, help_text="Only for a party or staff")
+    memo = serializers.CharField(required=False, help_text="Only for a party or staff")
+    canonical = serializers.CharField(
+        required=False, help_text="Only for a party or staff: the exact JSON whose SHA-256 is `hash`"
+    )
 
 
 class PublicKeyOut(serializers.Serializer):
