@@ -2,7 +2,12 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularJSONAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 import wallet_project.core.converters  # noqa: F401 - registers the <id:...> converter
 from wallet_project.core import views as core_views
@@ -17,7 +22,7 @@ urlpatterns = [
     path("", include("wallets.api.urls")),
     path("", include("transactions.api.urls")),
     path("", include("audit.api.urls")),
-    path("openapi.json", SpectacularAPIView.as_view(), name="schema"),
+    path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema-alias"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     re_path(r"^swagger/index\.html$", SpectacularSwaggerView.as_view(url_name="schema")),
