@@ -245,6 +245,8 @@ if RECEIPT_SIGNING_KEY and (
     raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be 64 hex characters (a 32-byte Ed25519 seed)")
 IDEMPOTENCY_KEY_RETENTION_HOURS = env.int("IDEMPOTENCY_KEY_RETENTION_HOURS", default=24)
 DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=3)
+# Currencies are read on every money request; each process keeps the table this many seconds.
+CURRENCY_CACHE_SECONDS = env.float("CURRENCY_CACHE_SECONDS", default=5.0)
 
 # --- Kafka ----------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
@@ -260,8 +262,6 @@ RATELIMIT_DEFAULT = env.str("RATELIMIT_DEFAULT", default="60/m")
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="5/m")
 RATELIMIT_LOOKUP = env.str("RATELIMIT_LOOKUP", default="20/m")
 RATELIMIT_SIGNUP = env.str("RATELIMIT_SIGNUP", default="5/m")
-# Currencies are read on every money request; each process keeps the table this many seconds.
-CURRENCY_CACHE_SECONDS = env.float("CURRENCY_CACHE_SECONDS", default=5.0)
 # Proxies (addresses or networks) whose X-Forwarded-For is believed; others cannot spoof the client IP.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 RATELIMIT_VIEW = "wallet_project.core.ratelimit.ratelimited_view"
