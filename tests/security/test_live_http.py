@@ -141,3 +141,18 @@ def test_a_locked_wallet_makes_a_transfer_fail_fast_with_503_and_retry_after(liv
     again = live.http.post("/wallet/transfer", body, token=payer["token"], headers=headers)
     assert again.json()["id"] == retry.json()["id"] and again.headers["idempotent-replayed"] == "true"
     assert live.sql("SELECT count(*) FROM transactions_transaction WHERE from_user_id = %s", [payer["id"]]) == [(1,)]
+
+
+def test_app_database_sessions_carry_lock_statement_and_idle_timeouts(live):
+    script = (
+        "from django.db import connection\n"
+        "with connection.cursor() as c:\n"
+        "    for name in ('lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout'):\n"
+        "        c.execute('SHOW ' + name)\n"
+        "        print(name, c.fetchone()[0])\n"
+    )
+    result = live.manage("shell", "-c", script)
+    assert result.returncode == 0, result.stderr
+    names = ("lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout")
+    settings = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.startswith(names))
+    assert settings == {"lock_timeout": "1s", "statement_timeout": "15s", "idle_in_transaction_session_timeout": "30s"}
