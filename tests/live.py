@@ -18,8 +18,10 @@ import contextlib
 import http.client
 import json
 import os
+import pwd
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -386,6 +388,60 @@ def live_api(template: str, prefix: str, *, workers: int = 3, **env: str) -> Ite
             server.cleanup()
         finally:
             drop_database(dbname)
+
+
+# --- a private PostgreSQL cluster (for tests that stop or restart the server itself) --------------------
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+@dataclass
+class Cluster:
+    """A throwaway PostgreSQL cluster in a temporary directory, run as the ``postgres`` OS user."""
+
+    directory: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, program: str, *args: str) -> None:
+        result = subprocess.run(
+            ["runuser", "-u", "postgres", "--", str(PG_BIN / program), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{program} {args}: {result.stdout}{result.stderr}"
+
+    def initdb(self) -> None:
+        self._pg("initdb", "-D", self.directory, "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg("pg_ctl", "-D", self.directory, "-l", f"{self.directory}/server.log", "-o", options, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg("pg_ctl", "-D", self.directory, "-m", mode, "-w", "stop")
+
+
+@contextlib.contextmanager
+def private_cluster() -> Iterator[Cluster]:
+    """initdb + start on a free port; stopped and deleted afterwards. Never touches the shared server."""
+    directory = tempfile.mkdtemp(prefix="sec_pg_")
+    owner = pwd.getpwnam("postgres")
+    os.chown(directory, owner.pw_uid, owner.pw_gid)
+    cluster = Cluster(directory, free_port())
+    try:
+        cluster.initdb()
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            cluster.stop("immediate")
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # --- fixtures (import them into a conftest.py) ----------------------------------------------------------

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from tests.live import LiveApi, Reply, live_api, run_concurrently
+from tests.live import LiveApi, Reply, live_api, migrated_template, private_cluster, run_concurrently
 from tests.security import bank
 
 RETRYABLE = (409, 503)
@@ -204,3 +204,47 @@ def test_terminated_database_sessions_give_clean_503s_and_recover(live_template,
         reconcile = api.reconcile()
         assert reconcile.returncode == 0, reconcile.stdout
         assert idle == [], f"sessions left idle in transaction: {idle}"
+
+
+@pytest.mark.soak
+def test_a_database_server_restart_mid_load_gives_clean_503s_and_recovers(rng, monkeypatch):
+    """A real restart, of a private cluster (initdb in a temp dir): the shared server is never touched."""
+    users_count, transfers, threads = 20, 800, 8
+    with private_cluster() as cluster:
+        monkeypatch.setenv("DATABASE_URL", cluster.url)
+        with migrated_template("restart") as template, live_api(template, "restart") as api:
+            funds = bank.funding(rng, users_count)
+            users = api.seed([f"rst{i:03d}" for i in range(users_count)], funds=funds)
+            ops = _with_keys(bank.plan(rng, users, transfers, failure_rate=0.1), rng)
+            downtime: list[float] = []
+
+            def restart() -> bool:
+                cluster.stop("fast")
+                stopped = time.monotonic()
+                time.sleep(rng.uniform(0.5, 2.0))
+                cluster.start()
+                downtime.append(time.monotonic() - stopped)
+                return True
+
+            chaos = _Chaos(rng, restart, low=2.0, high=5.0)
+            seconds = _run_under(api, ops, chaos, threads=threads)
+            ready = api.http.get("/ready")
+            time.sleep(2)
+            idle = _idle_in_transaction(api)
+            errors = [r for op in ops for r in op.replies if isinstance(r, Reply) and r.status >= 500]
+            api.server.stop()
+            done = bank.successes(ops)
+            print(
+                f"seed={rng.seed_value} transfers={len(ops)} in {seconds:.0f}s restarts={chaos.strikes} "
+                f"downtime={[round(d, 1) for d in downtime]}s interim={dict(_interim(ops))} succeeded={len(done)}"
+            )
+            assert chaos.strikes >= 2 and errors, "no request met the restart"
+            for reply in errors:
+                assert (reply.status, reply.code) == (503, "SERVICE_UNAVAILABLE"), reply.body[:300]
+                assert reply.headers["content-type"] == "application/problem+json"
+            assert ready.status == 200 and ready.json()["database"] == "connected"
+            assert bank.outcome_problems(ops) == []
+            assert bank.ledger_problems(api, users, funds, done) == []
+            reconcile = api.reconcile()
+            assert reconcile.returncode == 0, reconcile.stdout
+            assert idle == []
