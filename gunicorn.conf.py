@@ -25,6 +25,10 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 wsgi_app = "wallet_project.wsgi:application"
+# Gunicorn's control socket defaults to one path per host user (~/.gunicorn/gunicorn.ctl): off unless
+# asked for, so several servers (API, benchmark, tests) never fight over it.
+control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or "gunicorn.ctl"
 
 
 # Prometheus metrics across workers (prometheus_client's multiprocess mode, see core/metrics.py): the
