@@ -335,12 +335,14 @@ class Options:
     recipes: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
 
 
-def wrk(opts: Options, *, name: str, url: str, script: str, env: dict[str, str], duration: int) -> dict:
+def wrk(
+    opts: Options, *, name: str, url: str, script: str, env: dict[str, str], duration: int, connections: int = 0
+) -> dict:
     env = {**os.environ, "BENCH_LUA_DIR": str(LUA), **env}
     cmd = [
         "wrk",
         f"-t{opts.threads}",
-        f"-c{opts.connections}",
+        f"-c{connections or opts.connections}",
         f"-d{duration}s",
         "--timeout",
         opts.timeout,
@@ -653,6 +655,29 @@ def history_scenarios(opts: Options, names: list[str], results: dict, hot_user: 
             )
             row.update(path=path, page=pages[name], history_total=body["pagination"]["total"])
             results[name] = finish(opts, row, database=DB_READS, nwallets=1000)
+            # With 16 connections latency is mostly queueing (p50 ~ 16 / throughput); one connection shows
+            # the service time of the request itself.
+            env = opts.recipes[name][2]
+            one = wrk(
+                opts,
+                name=f"{name}_1conn",
+                url=server.url,
+                script="get.lua",
+                env=env,
+                duration=opts.duration,
+                connections=1,
+            )
+            lat = one["latency_us"]
+            results[name]["single_connection"] = {
+                "rps": round(one["requests"] / (one["duration_us"] / 1e6), 1),
+                "p50_ms": lat["p50"] / 1000,
+                "p95_ms": lat["p95"] / 1000,
+                "p99_ms": lat["p99"] / 1000,
+                "errors": one["requests"]
+                - sum(v for k, v in one["statuses"].items() if k.startswith("2"))
+                + sum(one["errors"].values()),
+            }
+            log(f"  {name} with one connection: p50/p99 {lat['p50'] / 1000}/{lat['p99'] / 1000} ms")
 
 
 def run_reconcile(opts: Options, database: str, label: str) -> dict:
@@ -758,14 +783,14 @@ def round_trip_section(opts: Options, names: list[str], api_users: list[int] | N
     if api_users:
         tokens = dict(read_tokens(opts.raw / "tokens_uniform.txt"))
         reqs = []
-        for i in range(23):
+        for i in range(53):
             sender, recipient = api_users[(2 * i) % len(api_users)], api_users[(2 * i + 1) % len(api_users)]
             body = {"to_user_id": recipient, "currency": "USDT", "amount": "0.000001"}
             reqs.append(("POST", "/wallet/transfer", tokens[sender], body))
         log("round trips: transfer")
         out["transfer"] = count_round_trips(opts, DB_API, reqs)
         # The floor: gunicorn + the middleware stack + a view that touches nothing.
-        out["health"] = count_round_trips(opts, DB_API, [("GET", "/health", "", None)] * 23)
+        out["health"] = count_round_trips(opts, DB_API, [("GET", "/health", "", None)] * 53)
     if hot_user and any(n.startswith("history") for n in names):
         token = read_tokens(opts.raw / "tokens_history.txt")[0][1]
         last_page = opts.deep_page or math.ceil(opts.reads_hot / opts.page_size)
@@ -773,7 +798,7 @@ def round_trip_section(opts: Options, names: list[str], api_users: list[int] | N
             if name in names:
                 log(f"round trips: {name}")
                 path = f"/transactions/{hot_user}?page={page}&page_size={opts.page_size}"
-                out[name] = count_round_trips(opts, DB_READS, [("GET", path, token, None)] * 13)
+                out[name] = count_round_trips(opts, DB_READS, [("GET", path, token, None)] * 33)
     return out
 
 
@@ -946,6 +971,13 @@ def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
             f"{row['errors']:>6}{row['ceiling_tps']:>9.1f}{row['ratio']:>7.3f}{rt!s:>7}{row['db_xacts_per_request']:>6}"
             f"{row['app_cpu_ms_per_request']:>8.2f}{row['db_cpu_ms_per_request']:>7.2f}  {verdict}"
         )
+    for name in SCENARIOS:
+        one = results.get(name, {}).get("single_connection")
+        if one:
+            print(
+                f"{name:<14}one connection: {one['rps']} req/s, "
+                f"p50/p95/p99 {one['p50_ms']}/{one['p95_ms']}/{one['p99_ms']} ms"
+            )
     print("latency in ms; err = non-2xx + socket errors; ratio = req/s / ceiling tps measured right after;")
     print("RT/req = database round trips per request (wire count); xact = database transactions per request;")
     print("appCPU/dbCPU = gunicorn workers' / PostgreSQL backends' CPU ms per request.")
@@ -955,6 +987,91 @@ def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
             f"({final['transactions']:,} transactions; {final.get('acknowledged_transfers', 0):,} transfers "
             f"acknowledged with 2xx, {final.get('recorded_transfers', 0):,} recorded)"
         )
+
+
+def markdown(document: dict) -> str:
+    """The figures as Markdown tables, for docs/benchmarks.md."""
+    results, rts, m = document["scenarios"], document["round_trips"], document["machine"]
+    rt_key = {"uniform": "transfer", "hot": "transfer"}
+    lines = [
+        f"Run {document['generated_at']} on commit `{document['git']['commit']}` "
+        f"({document['git']['dirty_files']} uncommitted files in the tree), `{document['command']}`.",
+        "",
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ceiling tps (right after) | ratio | goal "
+        "| round trips/req | DB xacts/req | app CPU ms/req | DB CPU ms/req | machine busy | others' CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in SCENARIOS:
+        row = results.get(name)
+        if row is None or name == "reconcile":
+            continue
+        goal = ", ".join(f"{k} {'ok' if v else '**missed**'}" for k, v in row["goals"]["met"].items())
+        rt = rts.get(rt_key.get(name, name), {}).get("round_trips_per_request", "–")
+        lines.append(
+            f"| {name} | {row['rps']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | {row['errors']} "
+            f"| {row['ceiling_tps']} (n={row['ceiling_nwallets']}) | {row['ratio']} | {goal} | {rt} "
+            f"| {row['db_xacts_per_request']} | {row['app_cpu_ms_per_request']} | {row['db_cpu_ms_per_request']} "
+            f"| {row['machine_busy_pct']} % | {row['other_cpu_s']} |"
+        )
+    singles = [(n, results[n]["single_connection"]) for n in SCENARIOS if "single_connection" in results.get(n, {})]
+    if singles:
+        lines += [
+            "",
+            "| same request, one connection | req/s | p50 ms | p95 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {n} | {one['rps']} | {one['p50_ms']} | {one['p95_ms']} | {one['p99_ms']} | {one['errors']} |"
+            for n, one in singles
+        ]
+    if "reconcile" in results:
+        r = results["reconcile"]
+        lines += [
+            "",
+            "| reconcile | transactions | history rows | wall s | CPU s | peak RSS MB | peak Python (tracemalloc) MB "
+            "| ok | goal ≤ 60 s | ceiling right after |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+            f"| `manage.py reconcile --json` | {r['transactions']:,} | {r['balance_history_rows']:,} | {r['seconds']} "
+            f"| {r['cpu_s']} | {r['peak_rss_mb']} | {r['peak_python_memory_mb']} | {r['ok']} "
+            f"| {'ok' if r['goals']['met']['seconds'] else '**missed**'} | {r['ceiling_tps']} tps |",
+        ]
+    final = document.get("final_reconcile")
+    if final:
+        lines += [
+            "",
+            f"Final reconcile of `{final['database']}` after the load: ok={final['ok']} in {final['seconds']} s, "
+            f"peak RSS {final['peak_rss_mb']} MB, {final['transactions']:,} transactions; "
+            f"{final['acknowledged_transfers']:,} transfers answered 2xx, {final['recorded_transfers']:,} recorded "
+            f"(at most {final['unanswered_bound']} may be recorded without an answer: requests in flight when wrk "
+            f"stopped), consistent: {final['transfers_match']}.",
+        ]
+    if rts:
+        lines += [
+            "",
+            "| request | round trips | app CPU ms, one request at a time | of which user |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, rt in rts.items():
+            lines.append(
+                f"| {name} | {rt['round_trips_per_request']} | {rt['app_cpu_ms_sequential']} "
+                f"| {rt['app_user_cpu_ms_sequential']} |"
+            )
+        for name, rt in rts.items():
+            if rt["example_request"]:
+                lines += ["", f"Statements of one `{name}` request, in order:", ""]
+                lines += [f"{i}. `{s[:150]}`" for i, s in enumerate(rt["example_request"], 1)]
+    lines += ["", "Ceilings measured during the run (pgbench, each right after the API run it is named after):", ""]
+    lines += ["| after | nwallets | tps | p50 ms | p99 ms | machine busy |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [
+        f"| {c['label']} | {c['nwallets']} | {c['tps']} | {c['p50_ms']} | {c['p99_ms']} | {c['machine_busy_pct']} % |"
+        for c in document["ceilings"]
+    ]
+    lines += [
+        "",
+        f"Machine: {m['nproc']} vCPU ({m['cpu_model']}), {m['memory_gb']} GB, PostgreSQL {m['postgresql']}, "
+        f"Python {m['python']}, {m['wrk']}; load average at start {' '.join(m['loadavg_at_start'])}.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def parse_scenarios(text: str) -> list[str]:
@@ -1128,6 +1245,7 @@ def main() -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     (raw / "results.json").write_text(json.dumps(document, indent=2) + "\n")
+    (raw / "summary.md").write_text(markdown(document))
     print_table(results, round_trips, final)
     print(f"\nresults: {args.output}  raw: {raw.relative_to(ROOT)}  ({document['elapsed_s']} s)")
     if final is not None and not (final["ok"] and final["transfers_match"]):
