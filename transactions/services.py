@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from audit.chain import entry_hash
 from audit.models import BalanceHistory
 from currencies.models import Currency
@@ -88,6 +89,7 @@ def ledger_post(
     created_by_id: int | None = None,
     idempotency: Idempotency | None = None,
     owner_id: int | None = None,
+    sender_token_version: int | None = None,
 ) -> Transaction | errors.ApiError:
     """Move ``amount`` between the users' wallets in ``currency``; compose inside an outer atomic block.
 
@@ -149,14 +151,16 @@ def ledger_post(
             # A deactivated user neither sends nor receives: as unknown by id as by name.
             wallets = wallets.filter(user__is_active=True)
         locked = {
-            user_id: (wallet_id, balance, head)
-            for wallet_id, user_id, balance, head in wallets.order_by("pk").values_list(
-                "id", "user_id", "balance", "audit_head"
+            user_id: (wallet_id, balance, head, token_version)
+            for wallet_id, user_id, balance, head, token_version in wallets.order_by("pk").values_list(
+                "id", "user_id", "balance", "audit_head", "user__token_version"
             )
         }
         source = locked.get(from_user_id) if from_user_id is not None else None
         target = locked.get(to_user_id) if to_user_id is not None else None
         failure: errors.ApiError | None = None
+        if sender_token_version is not None and not _sender_token_valid(from_user_id, source, sender_token_version):
+            return errors.Unauthorized("user not found or inactive, or token revoked")
         if from_user_id is not None and source is None:
             failure = errors.SenderWalletNotFound(f"sender has no {currency.code} wallet")
         elif to_user_id is not None and target is None:
@@ -185,7 +189,7 @@ def ledger_post(
         for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
             if wallet is None:
                 continue
-            wallet_id, before, prev_hash = wallet
+            wallet_id, before, prev_hash, _ = wallet
             after = before + delta
             link = entry_hash(
                 prev_hash=prev_hash,
@@ -211,6 +215,13 @@ def ledger_post(
         publish_on_commit(outbox_event)
     tx.replayed = False
     return tx
+
+
+def _sender_token_valid(sender_id: int | None, source: tuple | None, token_version: int) -> bool:
+    if source is not None:  # the locked row came with its owner, who is active (transfers join on it)
+        return source[3] == token_version
+    # No wallet row: tell "no such wallet" from "no such account" (rare, so a query of its own).
+    return User.objects.filter(pk=sender_id, is_active=True, token_version=token_version).exists()
 
 
 _PG_WRITE = """
@@ -295,8 +306,14 @@ def transfer_create(
     amount: Decimal,
     memo: str = "",
     idempotency: Idempotency | None = None,
+    sender_token_version: int | None = None,
 ) -> Transaction:
-    """Move ``amount`` of ``currency`` from the sender's wallet to the recipient's."""
+    """Move ``amount`` of ``currency`` from the sender's wallet to the recipient's.
+
+    ``sender_token_version``: when the caller's token has not been checked against the account yet
+    (``DeferredJWTAuthentication``), the check happens under the wallet lock: an inactive, deleted or
+    revoked sender gets 401 and nothing moves.
+    """
     amount = check_amount(amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
     if sender_id == recipient_id:
         raise errors.SameAccountTransfer("cannot transfer to the same account")
@@ -310,6 +327,7 @@ def transfer_create(
             memo=memo,
             idempotency=idempotency,
             owner_id=sender_id,
+            sender_token_version=sender_token_version,
         )
     )
 

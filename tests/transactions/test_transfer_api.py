@@ -299,3 +299,30 @@ def test_seed_currencies_are_unchanged_by_transfers(parties, client_for):
     alice, bob = parties
     transfer(client_for(alice), to_user_id=bob.pk, amount="1")
     assert Currency.objects.get(pk=1).max_transfer_amount == Decimal("1000000")
+
+
+@pytest.mark.parametrize("with_key", [False, True], ids=["checked-under-the-lock", "checked-up-front"])
+@pytest.mark.parametrize("revoke", ["logout-everywhere", "deactivated", "no-wallet-and-deactivated"])
+def test_a_revoked_or_inactive_senders_token_moves_nothing(user_factory, client_for, revoke, with_key):
+    from accounts.models import User
+    from accounts.services import user_revoke_tokens
+
+    alice, bob = user_factory(balance=50), user_factory()
+    client = client_for(alice)
+    if revoke == "logout-everywhere":
+        user_revoke_tokens(user=alice)
+    else:
+        User.objects.filter(pk=alice.pk).update(is_active=False)
+    currency = "BTC" if revoke == "no-wallet-and-deactivated" else "USDT"
+    if revoke == "no-wallet-and-deactivated":
+        Wallet.objects.filter(user=alice, currency__code="BTC").delete()
+    before = ledger_state()
+    headers = {"HTTP_IDEMPOTENCY_KEY": "k-1"} if with_key else {}
+
+    response = client.post(
+        "/wallet/transfer", {"to_user_id": bob.pk, "amount": "1", "currency": currency}, format="json", **headers
+    )
+
+    assert_error(response, 401, "UNAUTHORIZED")
+    assert ledger_state() == before
+    assert balance(alice) == Decimal(50)

@@ -27,7 +27,8 @@ class JWTAuthentication(BaseJWTAuthentication):
         except CLAIM_CONVERSION_ERRORS as exc:
             raise InvalidToken("token is invalid") from exc
 
-    def get_user(self, validated_token):  # type: ignore[override]
+    @staticmethod
+    def claimed_user_id(validated_token) -> int:
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
@@ -36,6 +37,10 @@ class JWTAuthentication(BaseJWTAuthentication):
             user_id = int(user_id)
         if not isinstance(user_id, int) or isinstance(user_id, bool):
             raise InvalidToken("token contained no recognizable user identification")
+        return user_id
+
+    def get_user(self, validated_token):  # type: ignore[override]
+        user_id = self.claimed_user_id(validated_token)
         user = (
             User.objects.filter(pk=user_id)
             .only("id", "username", "is_active", "is_staff", "is_superuser", "token_version")
@@ -46,3 +51,30 @@ class JWTAuthentication(BaseJWTAuthentication):
         if token_revoked(user, validated_token):
             raise AuthenticationFailed("token has been revoked", code="token_revoked")
         return user
+
+
+class DeferredJWTAuthentication(JWTAuthentication):
+    """For the transfer endpoint: the signed token identifies the caller without a query of its own.
+
+    The account check (exists, active, token not revoked) is not skipped but moved: the transfer
+    service makes it in the same statement that locks the wallets (``unverified_token_version``).
+    Requests that may replay a stored outcome (an ``Idempotency-Key``) are checked up front, since a
+    replay never reaches the lock.
+    """
+
+    def authenticate(self, request):
+        if request.headers.get("Idempotency-Key") is not None:
+            return super().authenticate(request)
+        header = self.get_header(request)
+        raw_token = self.get_raw_token(header) if header is not None else None
+        if raw_token is None:
+            return None
+        token = self.get_validated_token(raw_token)
+        user = User(id=self.claimed_user_id(token), username=str(token.get("username", "")), is_active=True)
+        user.unverified_token_version = token.get(TOKEN_VERSION_CLAIM, 0)
+        return user, token
+
+
+def unverified_token_version(user) -> int | None:
+    """The token version still to be checked for a user from ``DeferredJWTAuthentication``, else None."""
+    return getattr(user, "unverified_token_version", None)
