@@ -702,9 +702,6 @@ def run_reconcile(opts: Options, database: str, label: str) -> dict:
         "cpu_s": round(cpu, 2),
         "peak_rss_mb": round(rss_kib / 1024, 1),
         "reported_seconds": report.get("seconds"),
-        "peak_python_memory_mb": round(report["peak_python_memory_bytes"] / 1e6, 1)
-        if "peak_python_memory_bytes" in report
-        else None,
         "transactions": transactions,
         "balance_history_rows": history,
         "checks": {
@@ -1029,11 +1026,11 @@ def markdown(document: dict) -> str:
         r = results["reconcile"]
         lines += [
             "",
-            "| reconcile | transactions | history rows | wall s | CPU s | peak RSS MB | peak Python (tracemalloc) MB "
+            "| reconcile | transactions | history rows | wall s | CPU s | peak RSS MB "
             "| ok | goal ≤ 60 s | ceiling right after |",
-            "|---|---:|---:|---:|---:|---:|---:|---|---|---:|",
+            "|---|---:|---:|---:|---:|---:|---|---|---:|",
             f"| `manage.py reconcile --json` | {r['transactions']:,} | {r['balance_history_rows']:,} | {r['seconds']} "
-            f"| {r['cpu_s']} | {r['peak_rss_mb']} | {r['peak_python_memory_mb']} | {r['ok']} "
+            f"| {r['cpu_s']} | {r['peak_rss_mb']} | {r['ok']} "
             f"| {'ok' if r['goals']['met']['seconds'] else '**missed**'} | {r['ceiling_tps']} tps |",
         ]
     final = document.get("final_reconcile")
