@@ -9,6 +9,7 @@ Kafka happens after commit, never inside the locked section.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -146,14 +147,10 @@ def ledger_post(
                 return original
 
         # The lock: both wallets, ascending primary key, so A->B and B->A can never deadlock.
-        wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency=currency)
-        if type == Transaction.Type.TRANSFER:
-            # A deactivated user neither sends nor receives: as unknown by id as by name.
-            wallets = wallets.filter(user__is_active=True)
         locked = {
             user_id: (wallet_id, balance, head, token_version)
-            for wallet_id, user_id, balance, head, token_version in wallets.order_by("pk").values_list(
-                "id", "user_id", "balance", "audit_head", "user__token_version"
+            for wallet_id, user_id, balance, head, token_version in _lock_wallets(
+                user_ids, currency.pk, active_only=type == Transaction.Type.TRANSFER
             )
         }
         source = locked.get(from_user_id) if from_user_id is not None else None
@@ -215,6 +212,38 @@ def ledger_post(
         publish_on_commit(outbox_event)
     tx.replayed = False
     return tx
+
+
+def _wallet_lock_queryset(user_ids: list[int], currency_id: int, *, active_only: bool):
+    wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency_id=currency_id)
+    if active_only:
+        # A deactivated user neither sends nor receives: as unknown by id as by name.
+        wallets = wallets.filter(user__is_active=True)
+    return wallets.order_by("pk").values_list("id", "user_id", "balance", "audit_head", "user__token_version")
+
+
+@functools.lru_cache(maxsize=16)
+def _wallet_lock_sql(users: int, active_only: bool) -> tuple[str, tuple[int, ...]]:
+    """The ORM's SQL for the lock, compiled once per shape, with the position of each parameter.
+
+    Compiling a queryset costs more CPU than the rest of the locked section; the statement only
+    changes with the number of users and ``active_only``, so it is built once from stand-in values.
+    """
+    stand_ins = [-2 - i for i in range(users)]
+    sql, params = _wallet_lock_queryset(stand_ins, -1, active_only=active_only).query.sql_with_params()
+    assert set(params) == {-1, *stand_ins}, params  # every parameter is one we can fill in again
+    return sql, tuple(params)
+
+
+def _lock_wallets(user_ids: list[int], currency_id: int, *, active_only: bool) -> list[tuple]:
+    """``SELECT ... FOR UPDATE`` of the users' wallets in ``currency_id``, in ascending primary key."""
+    if connection.vendor != "postgresql":  # SQLite needs the ORM's value converters (and locks nothing)
+        return list(_wallet_lock_queryset(user_ids, currency_id, active_only=active_only))
+    sql, slots = _wallet_lock_sql(len(user_ids), active_only)
+    values = {-1: currency_id, **{-2 - i: user_id for i, user_id in enumerate(user_ids)}}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [values[slot] for slot in slots])
+        return cursor.fetchall()
 
 
 def _sender_token_valid(sender_id: int | None, source: tuple | None, token_version: int) -> bool:
