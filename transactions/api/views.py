@@ -1,6 +1,5 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
-from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -19,7 +18,7 @@ from transactions.events import transaction_document
 from transactions.selectors import history_item, history_queryset, receipt_document, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import DeferredJWTAuthentication, unverified_token_version
+from wallet_project.core.authentication import unverified_token_version
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.pagination import paginate
 from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
@@ -57,7 +56,7 @@ def _currency(data: dict):
 
 class TransferViewSet(viewsets.ViewSet):
     # The account behind the token is checked inside the wallet-lock statement, not by a query of its own.
-    authentication_classes = [DeferredJWTAuthentication, SessionAuthentication]
+    defer_account_check = True
 
     @extend_schema(
         summary="Transfer money to another user",

@@ -21,6 +21,28 @@ CLAIM_CONVERSION_ERRORS = (OverflowError, OSError, ValueError, TypeError)
 
 
 class JWTAuthentication(BaseJWTAuthentication):
+    """simplejwt's authentication, answering 401 (never 500) and honouring revocation.
+
+    A view with ``defer_account_check = True`` (the transfer endpoint) gets a user built from the
+    signed token without a query of its own: the account check (exists, active, token not revoked)
+    is not skipped but moved into the statement that locks the wallets (see
+    ``unverified_token_version``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
+    are checked up front, since a replay never reaches the lock.
+    """
+
+    def authenticate(self, request):
+        view = (getattr(request, "parser_context", None) or {}).get("view")
+        if not getattr(view, "defer_account_check", False) or request.headers.get("Idempotency-Key") is not None:
+            return super().authenticate(request)
+        header = self.get_header(request)
+        raw_token = self.get_raw_token(header) if header is not None else None
+        if raw_token is None:
+            return None
+        token = self.get_validated_token(raw_token)
+        user = User(id=self.claimed_user_id(token), username=str(token.get("username", "")), is_active=True)
+        user.unverified_token_version = token.get(TOKEN_VERSION_CLAIM, 0)
+        return user, token
+
     def get_validated_token(self, raw_token):  # type: ignore[override]
         try:
             return super().get_validated_token(raw_token)
@@ -53,28 +75,6 @@ class JWTAuthentication(BaseJWTAuthentication):
         return user
 
 
-class DeferredJWTAuthentication(JWTAuthentication):
-    """For the transfer endpoint: the signed token identifies the caller without a query of its own.
-
-    The account check (exists, active, token not revoked) is not skipped but moved: the transfer
-    service makes it in the same statement that locks the wallets (``unverified_token_version``).
-    Requests that may replay a stored outcome (an ``Idempotency-Key``) are checked up front, since a
-    replay never reaches the lock.
-    """
-
-    def authenticate(self, request):
-        if request.headers.get("Idempotency-Key") is not None:
-            return super().authenticate(request)
-        header = self.get_header(request)
-        raw_token = self.get_raw_token(header) if header is not None else None
-        if raw_token is None:
-            return None
-        token = self.get_validated_token(raw_token)
-        user = User(id=self.claimed_user_id(token), username=str(token.get("username", "")), is_active=True)
-        user.unverified_token_version = token.get(TOKEN_VERSION_CLAIM, 0)
-        return user, token
-
-
 def unverified_token_version(user) -> int | None:
-    """The token version still to be checked for a user from ``DeferredJWTAuthentication``, else None."""
+    """The token version still to be checked for a user authenticated with a deferred check, else None."""
     return getattr(user, "unverified_token_version", None)
