@@ -361,6 +361,32 @@ def transfer_create(
     )
 
 
+def _staff_movement(
+    type: Transaction.Type,
+    *,
+    user_id: int,
+    currency: Currency,
+    amount: Decimal,
+    memo: str,
+    created_by_id: int | None,
+    idempotency: Idempotency | None,
+) -> Transaction:
+    amount = check_amount(amount, decimals=currency.decimals, limit=None)
+    side = "to_user_id" if type == Transaction.Type.DEPOSIT else "from_user_id"
+    return _commit(
+        lambda: ledger_post(
+            type=type,
+            currency=currency,
+            amount=amount,
+            memo=memo,
+            created_by_id=created_by_id,
+            idempotency=idempotency,
+            owner_id=created_by_id,
+            **{side: user_id},
+        )
+    )
+
+
 def deposit_create(
     *,
     user_id: int,
@@ -371,18 +397,14 @@ def deposit_create(
     idempotency: Idempotency | None = None,
 ) -> Transaction:
     """Money entering the system (staff only): credits the user's wallet with an audit trail."""
-    amount = check_amount(amount, decimals=currency.decimals, limit=None)
-    return _commit(
-        lambda: ledger_post(
-            type=Transaction.Type.DEPOSIT,
-            currency=currency,
-            amount=amount,
-            to_user_id=user_id,
-            memo=memo,
-            created_by_id=created_by_id,
-            idempotency=idempotency,
-            owner_id=created_by_id,
-        )
+    return _staff_movement(
+        Transaction.Type.DEPOSIT,
+        user_id=user_id,
+        currency=currency,
+        amount=amount,
+        memo=memo,
+        created_by_id=created_by_id,
+        idempotency=idempotency,
     )
 
 
@@ -396,16 +418,12 @@ def withdrawal_create(
     idempotency: Idempotency | None = None,
 ) -> Transaction:
     """Money leaving the system (staff only): debits the user's wallet with an audit trail."""
-    amount = check_amount(amount, decimals=currency.decimals, limit=None)
-    return _commit(
-        lambda: ledger_post(
-            type=Transaction.Type.WITHDRAWAL,
-            currency=currency,
-            amount=amount,
-            from_user_id=user_id,
-            memo=memo,
-            created_by_id=created_by_id,
-            idempotency=idempotency,
-            owner_id=created_by_id,
-        )
+    return _staff_movement(
+        Transaction.Type.WITHDRAWAL,
+        user_id=user_id,
+        currency=currency,
+        amount=amount,
+        memo=memo,
+        created_by_id=created_by_id,
+        idempotency=idempotency,
     )
