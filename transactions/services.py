@@ -79,6 +79,14 @@ class _Leg:
     entry_hash: str
 
 
+@dataclass(frozen=True)
+class _OutboxDraft:
+    event_id: uuid.UUID
+    payload: dict
+    payload_json: str
+    headers: dict
+
+
 def ledger_post(
     *,
     type: Transaction.Type,
@@ -132,6 +140,13 @@ def ledger_post(
     tx.pk = 0  # placeholder: the insert assigns the id, and the event's copy is patched with it
     event = tx_created_event(tx, currency_code=currency.code, event_id=event_id, trace_id=trace_id)
     tx.pk = None
+    # Serialised here, not under the lock (the insert patches the transaction id in with jsonb_set).
+    outbox = _OutboxDraft(
+        event_id=event_id,
+        payload=event,
+        payload_json=json.dumps(event),
+        headers={"event_id": str(event_id), "trace_id": trace_id},
+    )
     user_ids = [user_id for user_id in (from_user_id, to_user_id) if user_id is not None]
 
     with transaction.atomic(savepoint=False):
@@ -200,7 +215,7 @@ def ledger_post(
             legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link))
         tx.from_wallet_id = source[0] if source else None
         tx.to_wallet_id = target[0] if target else None
-        outbox_event = _write(tx, legs, event, event_id)
+        outbox_event = _write(tx, legs, outbox)
         if idempotency is not None:
             idempotency_store(
                 user_id=owner_id,
@@ -281,9 +296,9 @@ SELECT tx.id, event.id FROM tx, event
 _PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar)"
 
 
-def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) -> OutboxEvent:
+def _write(tx: Transaction, legs: list[_Leg], outbox: _OutboxDraft) -> OutboxEvent:
     """All writes of one movement; returns the outbox row as written. Sets ``tx.pk``."""
-    headers = {"event_id": str(event_id), "trace_id": tx.trace_id}
+    event, event_id, headers = outbox.payload, outbox.event_id, outbox.headers
     if connection.vendor == "postgresql":
         params: list = [
             tx.uid, str(tx.type), str(tx.status), tx.from_user_id, tx.to_user_id, tx.from_wallet_id, tx.to_wallet_id,
@@ -292,7 +307,7 @@ def _write(tx: Transaction, legs: list[_Leg], event: dict, event_id: uuid.UUID) 
         for leg in legs:
             params += [leg.wallet_id, leg.user_id, leg.delta, leg.before, leg.after, leg.prev_hash, leg.entry_hash]
         params += [tx.created_at, tx.created_at]
-        params += [event_id, settings.KAFKA_TOPIC, tx.hash, json.dumps(event), json.dumps(headers), tx.created_at]
+        params += [event_id, settings.KAFKA_TOPIC, tx.hash, outbox.payload_json, json.dumps(headers), tx.created_at]
         with connection.cursor() as cursor:
             cursor.execute(_PG_WRITE.format(legs=", ".join([_PG_LEG] * len(legs))), params)
             tx.pk, event_pk = cursor.fetchone()
