@@ -1,11 +1,11 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from wallet_project.core.fields import IdField, StrictSerializer
+from wallet_project.core.fields import FlatStrictSerializer, IdField
 from wallet_project.core.money import AmountField
 
 
-class TransferIn(StrictSerializer):
+class TransferIn(FlatStrictSerializer):
     from_user_id = IdField(required=False, help_text="Optional; when given it must be the caller")
     to_user_id = IdField(required=False)
     to_username = serializers.CharField(required=False, max_length=150)
@@ -22,7 +22,7 @@ class TransferIn(StrictSerializer):
         return attrs
 
 
-class MovementIn(StrictSerializer):
+class MovementIn(FlatStrictSerializer):
     user_id = IdField()
     currency_id = IdField(required=False)
     currency = serializers.CharField(required=False, max_length=16)
