@@ -19,6 +19,9 @@ class BalanceHistory(models.Model):
     balance_after = models.DecimalField(max_digits=20, decimal_places=8)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
+    # Position in the wallet's chain, 1-based and gapless (``reconcile`` checks it): page N of a
+    # one-wallet history is a range of positions rather than a skip over every newer row.
+    seq = models.PositiveBigIntegerField()
     created_at = models.DateTimeField()
 
     class Meta:
@@ -32,9 +35,10 @@ class BalanceHistory(models.Model):
             # A chain cannot fork: each entry has at most one successor.
             models.UniqueConstraint(fields=["wallet", "prev_hash"], name="history_chain_no_fork"),
             models.UniqueConstraint(fields=["wallet", "transaction"], name="history_one_leg_per_wallet"),
+            models.UniqueConstraint(fields=["wallet", "seq"], name="history_wallet_position"),
+            models.CheckConstraint(condition=Q(seq__gte=1), name="history_seq_positive"),
         ]
         indexes = [
-            models.Index(fields=["wallet", "id"], name="history_wallet_seq"),
             models.Index(fields=["user", "-id"], name="history_user_recent"),
         ]
 

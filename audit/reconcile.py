@@ -2,10 +2,11 @@
 
 Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
 1. ``balances``: every wallet's balance equals the sum of its balance-history deltas, equals the
-   ``balance_after`` of its newest entry, and its ``audit_head`` is that entry's hash.
+   ``balance_after`` of its newest entry, its ``audit_head`` is that entry's hash and its
+   ``entries`` is the number of entries.
 2. ``chains``: every wallet's history is an unbroken hash chain (each ``prev_hash`` is the previous
    ``entry_hash``, each ``entry_hash`` recomputes, each ``balance_before`` is the previous
-   ``balance_after``). An edited or deleted row breaks it.
+   ``balance_after``, each ``seq`` is the entry's position). An edited or deleted row breaks it.
 3. ``legs``: every transaction has exactly its legs (a transfer: -amount on the sender's wallet and
    +amount on the recipient's; a deposit: one credit; a withdrawal: one debit), and no leg is orphaned.
 4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals.
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
@@ -112,65 +114,78 @@ _CREATED_AT_ISO = (
 )
 
 _CHAIN_SQL = (
-    "SELECT h.wallet_id, h.id, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
+    "SELECT h.wallet_id, h.id, h.seq, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
     "h.created_at, t.hash FROM audit_balancehistory h JOIN transactions_transaction t ON t.id = h.transaction_id "
-    "ORDER BY h.wallet_id, h.id"
+    "ORDER BY h.wallet_id, h.seq"
 )
 _CHAIN_SQL_PG = _CHAIN_SQL.replace("h.created_at,", _CREATED_AT_ISO + ",")
 
 
 def _check_chains_and_balances(balances: Check, chains: Check) -> None:
     wallets = {
-        wallet_id: (_dec(balance), audit_head)
-        for wallet_id, balance, audit_head in _stream("SELECT id, balance, audit_head FROM wallets_wallet")
+        wallet_id: (_dec(balance), audit_head, entries)
+        for wallet_id, balance, audit_head, entries in _stream(
+            "SELECT id, balance, audit_head, entries FROM wallets_wallet"
+        )
     }
     seen: set[int] = set()
     current: int | None = None
     prev_hash = GENESIS_HASH
     prev_after = Decimal(0)
     total = Decimal(0)
+    position = 0
 
     def close_wallet(wallet_id: int) -> None:
-        balance, head = wallets.get(wallet_id, (None, None))
+        balance, head, entries = wallets.get(wallet_id, (None, None, None))
         balances.checked += 1
         if balance is None:
             balances.fail(wallet_id=wallet_id, problem="history for a wallet that does not exist")
-        elif balance != total or balance != prev_after or head != prev_hash:
+        elif balance != total or balance != prev_after or head != prev_hash or entries != position:
             balances.fail(
                 wallet_id=wallet_id,
                 balance=balance,
                 history_sum=total,
                 last_balance_after=prev_after,
                 audit_head_matches=head == prev_hash,
+                entries=entries,
+                history_rows=position,
             )
 
     rows = _stream(_CHAIN_SQL_PG if connection.vendor == "postgresql" else _CHAIN_SQL)
-    for wallet_id, entry_id, delta, before, after, prev, entry, created_at, tx_hash in rows:
+    for wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash in rows:
         delta, before, after = _dec(delta), _dec(before), _dec(after)
         if wallet_id != current:
             if current is not None:
                 close_wallet(current)
-            current, prev_hash, prev_after, total = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0)
+            current, prev_hash, prev_after, total, position = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0), 0
             seen.add(wallet_id)
         chains.checked += 1
+        position += 1
         created = created_at if isinstance(created_at, str) and "T" in created_at else _iso(created_at)
         material = "|".join([prev, str(wallet_id), tx_hash, _fmt(delta), _fmt(before), _fmt(after), created])
         recomputed = hashlib.sha256(material.encode()).hexdigest()
-        if prev != prev_hash or before != prev_after or recomputed != entry or before + delta != after:
+        if (
+            prev != prev_hash
+            or before != prev_after
+            or recomputed != entry
+            or before + delta != after
+            or seq != position
+        ):
             chains.fail(
                 wallet_id=wallet_id,
                 entry_id=entry_id,
                 link_ok=prev == prev_hash,
                 hash_ok=recomputed == entry,
                 continuity_ok=before == prev_after,
+                seq_ok=seq == position,
             )
         prev_hash, prev_after, total = entry, after, total + delta
     if current is not None:
         close_wallet(current)
-    for wallet_id, (balance, head) in wallets.items():
+    for wallet_id, (balance, head, entries) in wallets.items():
         if wallet_id not in seen:
             balances.checked += 1
-            if balance != 0 or head != GENESIS_HASH:
+            if balance != 0 or head != GENESIS_HASH or entries != 0:
                 balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
 
 
@@ -299,6 +314,9 @@ def reconcile(*, verify_receipts: bool = False) -> Report:
                 # A full audit is a long read: lift the request-sized timeouts for this transaction only.
                 cursor.execute("SET LOCAL statement_timeout = 0")
                 cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+                # The chain stream sorts and the legs check aggregates millions of rows: in memory
+                # rather than in temporary files (this transaction only; the server's memory, not ours).
+                cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.RECONCILE_WORK_MEM])
         _check_chains_and_balances(balances, chains)
         _check_legs(legs)
         totals = _check_supply(supply)

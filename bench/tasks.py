@@ -156,7 +156,7 @@ TX_COLUMNS = [
 ]  # fmt: skip
 HISTORY_COLUMNS = [
     "id", "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after",
-    "prev_hash", "entry_hash", "created_at",
+    "prev_hash", "entry_hash", "seq", "created_at",
 ]  # fmt: skip
 
 
@@ -242,6 +242,7 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
     hot_positions = set(rng.sample(range(n_transfers), hot_transactions - 1))
     balance = {wallet_of[u]: Decimal(0) for u in user_ids}
     head = {wallet_of[u]: GENESIS_HASH for u in user_ids}
+    entries = {wallet_of[u]: 0 for u in user_ids}
     funding = Decimal(1_000_000).quantize(QUANT)
     step_us = 30 * 86_400 * 1_000_000 // transactions
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=31)
@@ -343,9 +344,20 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
                         created_at=created_at,
                     )
                     history_id += 1
+                    entries[wallet] += 1
                     history_lines.append(
                         history_table.format(
-                            history_id, wallet, user, tx_id, delta, before, after, head[wallet], link, at
+                            history_id,
+                            wallet,
+                            user,
+                            tx_id,
+                            delta,
+                            before,
+                            after,
+                            head[wallet],
+                            link,
+                            entries[wallet],
+                            at,
                         )
                     )
                     balance[wallet], head[wallet] = after, link
@@ -362,8 +374,8 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
 
     with raw.transaction(), raw.cursor() as cursor:
         cursor.executemany(
-            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, updated_at = now() WHERE id = %s",
-            [(balance[w], head[w], w) for w in balance],
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, updated_at = now() WHERE id = %s",
+            [(balance[w], head[w], entries[w], w) for w in balance],
         )
         for table in (tx_table.table, history_table.table):
             cursor.execute(

@@ -31,6 +31,7 @@ from currencies.models import Currency
 from transactions.events import tx_created_event
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
+from wallet_project.core.db import int8, prepared_cursor
 from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
 from wallet_project.core.models import OutboxEvent
 from wallet_project.core.money import MAX_AMOUNT, check_amount
@@ -77,6 +78,7 @@ class _Leg:
     after: Decimal
     prev_hash: str
     entry_hash: str
+    seq: int
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,8 @@ def ledger_post(
 
         # The lock: both wallets, ascending primary key, so A->B and B->A can never deadlock.
         locked = {
-            user_id: (wallet_id, balance, head, token_version)
-            for wallet_id, user_id, balance, head, token_version in _lock_wallets(
+            user_id: (wallet_id, balance, head, token_version, entries)
+            for wallet_id, user_id, balance, head, token_version, entries in _lock_wallets(
                 user_ids, currency.pk, active_only=type == Transaction.Type.TRANSFER
             )
         }
@@ -201,7 +203,7 @@ def ledger_post(
         for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
             if wallet is None:
                 continue
-            wallet_id, before, prev_hash, _ = wallet
+            wallet_id, before, prev_hash, _, entries = wallet
             after = before + delta
             link = entry_hash(
                 prev_hash=prev_hash,
@@ -212,7 +214,7 @@ def ledger_post(
                 balance_after=after,
                 created_at=created_at,
             )
-            legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link))
+            legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link, entries + 1))
         tx.from_wallet_id = source[0] if source else None
         tx.to_wallet_id = target[0] if target else None
         outbox_event = _write(tx, legs, outbox)
@@ -234,7 +236,9 @@ def _wallet_lock_queryset(user_ids: list[int], currency_id: int, *, active_only:
     if active_only:
         # A deactivated user neither sends nor receives: as unknown by id as by name.
         wallets = wallets.filter(user__is_active=True)
-    return wallets.order_by("pk").values_list("id", "user_id", "balance", "audit_head", "user__token_version")
+    return wallets.order_by("pk").values_list(
+        "id", "user_id", "balance", "audit_head", "user__token_version", "entries"
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -255,8 +259,8 @@ def _lock_wallets(user_ids: list[int], currency_id: int, *, active_only: bool) -
     if connection.vendor != "postgresql":  # SQLite needs the ORM's value converters (and locks nothing)
         return list(_wallet_lock_queryset(user_ids, currency_id, active_only=active_only))
     sql, slots = _wallet_lock_sql(len(user_ids), active_only)
-    values = {-1: currency_id, **{-2 - i: user_id for i, user_id in enumerate(user_ids)}}
-    with connection.cursor() as cursor:
+    values = {-1: int8(currency_id), **{-2 - i: int8(user_id) for i, user_id in enumerate(user_ids)}}
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [values[slot] for slot in slots])
         return cursor.fetchall()
 
@@ -274,16 +278,17 @@ WITH tx AS (
         currency_id, amount, memo, hash, signature, created_by_id, trace_id, created_at)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     RETURNING id
-), legs (wallet_id, user_id, delta, balance_before, balance_after, prev_hash, entry_hash) AS (
+), legs (wallet_id, user_id, delta, balance_before, balance_after, prev_hash, entry_hash, seq) AS (
     VALUES {legs}
 ), moved AS (
-    UPDATE wallets_wallet AS w SET balance = legs.balance_after, audit_head = legs.entry_hash, updated_at = %s
+    UPDATE wallets_wallet AS w
+    SET balance = legs.balance_after, audit_head = legs.entry_hash, entries = legs.seq, updated_at = %s
     FROM legs WHERE w.id = legs.wallet_id
 ), history AS (
     INSERT INTO audit_balancehistory (wallet_id, user_id, transaction_id, delta, balance_before, balance_after,
-        prev_hash, entry_hash, created_at)
+        prev_hash, entry_hash, seq, created_at)
     SELECT legs.wallet_id, legs.user_id, tx.id, legs.delta, legs.balance_before, legs.balance_after,
-        legs.prev_hash, legs.entry_hash, %s
+        legs.prev_hash, legs.entry_hash, legs.seq, %s
     FROM tx, legs
 ), event AS (
     INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, created_at)
@@ -293,7 +298,7 @@ WITH tx AS (
 )
 SELECT tx.id, event.id FROM tx, event
 """
-_PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar)"
+_PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar, %s::bigint)"
 
 
 def _write(tx: Transaction, legs: list[_Leg], outbox: _OutboxDraft) -> OutboxEvent:
@@ -301,14 +306,18 @@ def _write(tx: Transaction, legs: list[_Leg], outbox: _OutboxDraft) -> OutboxEve
     event, event_id, headers = outbox.payload, outbox.event_id, outbox.headers
     if connection.vendor == "postgresql":
         params: list = [
-            tx.uid, str(tx.type), str(tx.status), tx.from_user_id, tx.to_user_id, tx.from_wallet_id, tx.to_wallet_id,
-            tx.currency_id, tx.amount, tx.memo, tx.hash, tx.signature, tx.created_by_id, tx.trace_id, tx.created_at,
+            tx.uid, str(tx.type), str(tx.status), int8(tx.from_user_id), int8(tx.to_user_id), int8(tx.from_wallet_id),
+            int8(tx.to_wallet_id), int8(tx.currency_id), tx.amount, tx.memo, tx.hash, tx.signature,
+            int8(tx.created_by_id), tx.trace_id, tx.created_at,
         ]  # fmt: skip
         for leg in legs:
-            params += [leg.wallet_id, leg.user_id, leg.delta, leg.before, leg.after, leg.prev_hash, leg.entry_hash]
+            params += [
+                int8(leg.wallet_id), int8(leg.user_id), leg.delta, leg.before, leg.after, leg.prev_hash, leg.entry_hash,
+                int8(leg.seq),
+            ]  # fmt: skip
         params += [tx.created_at, tx.created_at]
         params += [event_id, settings.KAFKA_TOPIC, tx.hash, outbox.payload_json, json.dumps(headers), tx.created_at]
-        with connection.cursor() as cursor:
+        with prepared_cursor() as cursor:
             cursor.execute(_PG_WRITE.format(legs=", ".join([_PG_LEG] * len(legs))), params)
             tx.pk, event_pk = cursor.fetchone()
         event["transaction"]["id"] = tx.pk
@@ -320,14 +329,14 @@ def _write(tx: Transaction, legs: list[_Leg], outbox: _OutboxDraft) -> OutboxEve
     event["transaction"]["id"] = tx.pk
     for leg in legs:
         Wallet.objects.filter(pk=leg.wallet_id).update(
-            balance=leg.after, audit_head=leg.entry_hash, updated_at=tx.created_at
+            balance=leg.after, audit_head=leg.entry_hash, entries=leg.seq, updated_at=tx.created_at
         )
     BalanceHistory.objects.bulk_create(
         [
             BalanceHistory(
                 wallet_id=leg.wallet_id, user_id=leg.user_id, transaction=tx, delta=leg.delta,
                 balance_before=leg.before, balance_after=leg.after, prev_hash=leg.prev_hash,
-                entry_hash=leg.entry_hash, created_at=tx.created_at,
+                entry_hash=leg.entry_hash, seq=leg.seq, created_at=tx.created_at,
             )
             for leg in legs
         ]

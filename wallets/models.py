@@ -12,6 +12,9 @@ class Wallet(models.Model):
     # entry_hash of the wallet's newest balance-history row: the head of its hash chain, read under
     # the same row lock as the balance so the next entry can be chained without another query.
     audit_head = models.CharField(max_length=64, default=GENESIS_HASH, editable=False)
+    # Length of that chain (the newest entry's ``seq``), kept under the same lock: a user's history
+    # total without counting rows, and page N of it as a range of positions.
+    entries = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

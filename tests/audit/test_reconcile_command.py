@@ -88,6 +88,29 @@ def test_a_deleted_history_row_is_reported(ledger):
     assert {"balances", "legs"} <= failing_checks(report)
 
 
+def test_a_wrong_entry_count_on_a_wallet_is_reported(ledger):
+    alice, _ = ledger
+    tamper("UPDATE wallets_wallet SET entries = entries + 1 WHERE user_id = %s AND currency_id = 1", [alice.pk])
+    ok, report = run_reconcile()
+    assert not ok
+    assert failing_checks(report) == {"balances"}
+    assert report["checks"][0]["examples"][0]["history_rows"] == 3
+
+
+def test_a_renumbered_chain_position_is_reported(ledger):
+    _, bob = ledger
+    # Bob's chain has four entries; moving the newest to position 6 keeps it unique and positive.
+    tamper(
+        "UPDATE audit_balancehistory SET seq = 6 "
+        "WHERE id = (SELECT MAX(id) FROM audit_balancehistory WHERE user_id = %s)",
+        [bob.pk],
+    )
+    ok, report = run_reconcile()
+    assert not ok
+    assert failing_checks(report) == {"chains"}
+    assert report["checks"][1]["examples"][0]["seq_ok"] is False
+
+
 def test_an_edited_transaction_amount_is_reported(ledger):
     tamper("UPDATE transactions_transaction SET amount = amount * 2 WHERE type = 'transfer'")
     ok, report = run_reconcile("--verify-receipts")

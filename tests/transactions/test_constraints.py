@@ -144,6 +144,7 @@ def test_history_rows_must_add_up_and_cannot_fork(moved):
             "balance_after": Decimal(89),
             "prev_hash": uuid.uuid4().hex * 2,
             "entry_hash": uuid.uuid4().hex * 2,
+            "seq": last.seq + 1,
             "created_at": timezone.now(),
             **overrides,
         }
@@ -155,3 +156,5 @@ def test_history_rows_must_add_up_and_cannot_fork(moved):
     assert rejected(lambda: entry(delta=Decimal(0), balance_after=Decimal(90)), IntegrityError)
     assert rejected(lambda: entry(delta=Decimal(-91), balance_after=Decimal(-1)), IntegrityError)  # negative after
     assert rejected(lambda: entry(prev_hash=last.prev_hash), IntegrityError)  # a second successor: a fork
+    assert rejected(lambda: entry(seq=last.seq), IntegrityError)  # two entries at one chain position
+    assert rejected(lambda: entry(seq=0), IntegrityError)  # positions start at 1

@@ -4,9 +4,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.http import QueryDict
 from django.utils import timezone
 
+from transactions.selectors import history_item, history_page, history_queryset
 from transactions.services import deposit_create, transfer_create, withdrawal_create
+from wallet_project.core.pagination import paginate
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +81,33 @@ def test_identical_timestamps_still_order_stably(user_factory, client_for, usdt)
     paged = [tx["id"] for n in range(1, 8) for tx in page(client, bob, page=n, page_size=5)["data"]]
 
     assert first == paged == sorted(first, reverse=True)
+
+
+@pytest.mark.parametrize("page_size", [1, 3, 7, 100])
+def test_paging_by_chain_position_gives_what_counting_and_skipping_give(
+    user_factory, usdt, btc, page_size, django_assert_num_queries
+):
+    """Unfiltered pages come from the wallets' entry counts and chain positions, never from a count or
+    an offset; every page, past the end included, must equal the generic count-and-skip answer."""
+    alice, bob = user_factory(balance=100), user_factory()
+    for n in range(1, 12):
+        transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(n))
+    transfer_create(sender_id=bob.pk, recipient_id=alice.pk, currency=usdt, amount=Decimal(5))
+    carol = user_factory(balance=3)  # two wallets with entries: total from the counts, rows by skipping
+    deposit_create(user_id=carol.pk, currency=btc, amount=Decimal(1))
+    transfer_create(sender_id=carol.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(1))
+
+    for user, entries in ((alice, 13), (bob, 13), (carol, 3)):
+        for number in range(1, entries // page_size + 3):
+            params = QueryDict(f"page={number}&page_size={page_size}")
+            expected = paginate(history_queryset(user_id=user.pk, params=params), params, history_item)
+            assert expected["pagination"]["total"] == entries
+            if user is carol:
+                got = history_page(user_id=user.pk, params=params)
+            else:  # one wallet: the entry counts, then one range of positions (no count, no skip)
+                with django_assert_num_queries(2 if expected["data"] else 1):
+                    got = history_page(user_id=user.pk, params=params)
+            assert got == expected, (user.username, number)
 
 
 @pytest.mark.parametrize(

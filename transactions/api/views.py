@@ -15,12 +15,11 @@ from transactions.api.serializers import (
     TransferOut,
 )
 from transactions.events import transaction_document
-from transactions.selectors import history_item, history_queryset, receipt_document, transaction_get_by_hash
+from transactions.selectors import history_page, receipt_document, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
 from wallet_project.core.authentication import unverified_token_version
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
-from wallet_project.core.pagination import paginate
 from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
@@ -150,10 +149,7 @@ class HistoryViewSet(viewsets.ViewSet):
     )
     def list(self, request, user_id: int):
         ensure_owner_or_staff(request.user, user_id)
-        page = paginate(
-            history_queryset(user_id=user_id, params=request.query_params), request.query_params, history_item
-        )
-        return Response(page, headers=NO_STORE)
+        return Response(history_page(user_id=user_id, params=request.query_params), headers=NO_STORE)
 
 
 class ReceiptViewSet(viewsets.ViewSet):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.db.models import QuerySet
@@ -14,17 +15,24 @@ MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
 
 
-def paginate(queryset: QuerySet, params, render: Callable[[Any], dict]) -> dict:
+def paginate(
+    queryset: QuerySet,
+    params,
+    render: Callable[[Any], dict],
+    *,
+    total: int | None = None,
+    page_rows: Callable[[int, int], list] | None = None,
+) -> dict:
+    """One page of ``queryset``. ``total`` and ``page_rows(offset, limit)`` replace the count and the
+    skip when the caller knows a cheaper way to get them (both must agree with ``queryset``)."""
     page = int_param(params, "page", default=1, maximum=MAX_PAGE)
     page_size = int_param(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
-    total = queryset.count()
+    if total is None:
+        total = queryset.count()
     offset = (page - 1) * page_size
     rows = []
     if offset < total:
-        # Skip through the index only (ids), then load just the page's rows: deep pages stay cheap.
-        ids = list(queryset.values_list("pk", flat=True)[offset : offset + page_size])
-        by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
-        rows = [by_id[pk] for pk in ids if pk in by_id]
+        rows = (page_rows or partial(_skip_to, queryset))(offset, page_size)
     return {
         "data": [render(row) for row in rows],
         "pagination": {
@@ -34,3 +42,10 @@ def paginate(queryset: QuerySet, params, render: Callable[[Any], dict]) -> dict:
             "total_pages": (total + page_size - 1) // page_size,
         },
     }
+
+
+def _skip_to(queryset: QuerySet, offset: int, limit: int) -> list:
+    # Skip through the index only (ids), then load just the page's rows.
+    ids = list(queryset.values_list("pk", flat=True)[offset : offset + limit])
+    by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
+    return [by_id[pk] for pk in ids if pk in by_id]
