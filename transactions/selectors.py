@@ -67,7 +67,13 @@ def history_page(*, user_id: int, params) -> dict:
 
         def page_rows(offset: int, limit: int) -> list:
             newest = entries - offset
-            return list(queryset.filter(wallet_id=wallet_id, seq__lte=newest, seq__gt=newest - limit).order_by("-seq"))
+            # The wallet is the user's, so no user filter (the planner would intersect the range with
+            # the user's whole history): one range of the (wallet, seq) index.
+            return list(
+                BalanceHistory.objects.filter(wallet_id=wallet_id, seq__lte=newest, seq__gt=newest - limit)
+                .select_related("transaction", "transaction__currency")
+                .order_by("-seq")
+            )
 
     return paginate(queryset, params, history_item, total=total, page_rows=page_rows)
 
