@@ -134,3 +134,35 @@ def test_malformed_authorization_headers_never_500(header):
     response = client.get("/users/me")
     assert response.status_code == 401
     assert response.json()["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize("path", ["/users/me", "/wallet/transfer"])
+def test_a_token_checked_before_still_expires(path, monkeypatch):
+    """Verified tokens are remembered by their text; expiry is checked again on every request."""
+    from datetime import timedelta
+
+    import rest_framework_simplejwt.tokens as simplejwt_tokens
+
+    from wallet_project.core import authentication
+
+    user = UserFactory()
+    token = jwt.encode(claims_for(user, exp=int(time.time()) + 60), KEY, algorithm="HS256")
+    first = call_with(token, path)
+    assert first.status_code != 401, first.content  # accepted (the transfer then fails on its empty body)
+    assert authentication.verified_tokens.get(token.encode()) is not None
+
+    later = simplejwt_tokens.aware_utcnow() + timedelta(minutes=2)
+    monkeypatch.setattr(authentication, "aware_utcnow", lambda: later)
+    monkeypatch.setattr(simplejwt_tokens, "aware_utcnow", lambda: later)
+    assert_unauthorized(call_with(token, path))
+    assert authentication.verified_tokens.get(token.encode()) is None
+
+
+def test_remembered_tokens_are_forgotten_when_the_signing_settings_change(settings):
+    from wallet_project.core import authentication
+
+    token = jwt.encode(claims_for(UserFactory()), KEY, algorithm="HS256")
+    assert call_with(token).status_code == 200
+    assert authentication.verified_tokens.get(token.encode()) is not None
+    settings.SIMPLE_JWT = {**settings.SIMPLE_JWT}  # sends setting_changed, as a key rotation in tests would
+    assert authentication.verified_tokens.get(token.encode()) is None
