@@ -2,13 +2,15 @@
 
 Sync workers: a transfer is a short CPU burst plus a few database round trips, and measurement on
 2 cores showed sync workers beating gthread (which left 30-40 % CPU idle and had a long p99 tail).
+Workers default to cores + 1: on 2 cores shared with PostgreSQL, 3 workers served 8-17 % more
+uniform transfers than 4 (docs/benchmarks.md). On a host of its own, the API may want more.
 """
 
 import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2))
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() + 1))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # A worker stuck longer than this is killed; database timeouts (5 s lock, 15 s statement) fire first.

@@ -265,7 +265,7 @@ class Server:
         raise SystemExit(f"gunicorn did not become healthy; see {self.logfile}")
 
     def expected_workers(self) -> int:
-        return int(self.env.get("GUNICORN_WORKERS", os.cpu_count() * 2))
+        return int(self.env.get("GUNICORN_WORKERS", os.cpu_count() + 1))
 
     def workers(self) -> list[int]:
         try:
@@ -1216,7 +1216,7 @@ def main() -> int:
         "git": git_state(),
         "machine": machine(),
         "conditions": {
-            "server": "gunicorn -c gunicorn.conf.py (sync workers, cpu_count*2), full middleware stack",
+            "server": "gunicorn -c gunicorn.conf.py (sync workers, cpu_count + 1), full middleware stack",
             "settings": "DEBUG=false, production secrets, SECURE_SSL_REDIRECT=false, ALLOWED_HOSTS=127.0.0.1, "
             "DB_CONN_MAX_AGE=600 (persistent connections), RATELIMIT_ENABLE=false, LOG_LEVEL=WARNING, "
             "Kafka disabled (KAFKA_BOOTSTRAP_SERVERS empty: events stay in the outbox table), no Redis",
