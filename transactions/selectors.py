@@ -27,12 +27,8 @@ def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
     whole page is one range scan of (user, id).
     """
     qs = BalanceHistory.objects.filter(user_id=user_id)
-    code = params.get("currency")
-    if code:
-        # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
-        currency = Currency.objects.filter(code__iexact=code).first() if code.isprintable() else None
-        if currency is None:
-            raise errors.InvalidRequest("unknown currency", errors={"currency": ["unknown currency"]})
+    currency = _currency_param(params)
+    if currency is not None:
         qs = qs.filter(wallet__currency_id=currency.pk)
     direction = choice_param(params, "direction", {"sent", "received"})
     if direction == "sent":
@@ -51,19 +47,32 @@ def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
     return qs.select_related("transaction", "transaction__currency").order_by("-id")
 
 
+def _currency_param(params) -> Currency | None:
+    code = params.get("currency")
+    if not code:
+        return None
+    # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
+    currency = Currency.objects.filter(code__iexact=code).first() if code.isprintable() else None
+    if currency is None:
+        raise errors.InvalidRequest("unknown currency", errors={"currency": ["unknown currency"]})
+    return currency
+
+
 HISTORY_FILTERS = ("currency", "direction", "type", "created_after", "created_before")
 
 
 def history_page(*, user_id: int, params) -> dict:
     """One page of a user's history (``{data, pagination}``), newest first.
 
-    Unfiltered, the total is the sum of the user's wallets' ``entries`` (no count over the rows),
-    and when the user's history lives in one wallet, as most do, page N is a range of that
-    wallet's chain positions: as cheap at page 5,000 as at page 1. Filtered pages count and skip.
+    Unfiltered, or filtered by currency alone, the total is the sum of the wallets' ``entries`` (no
+    count over the rows), and when that history lives in one wallet, as most do, page N is a range
+    of the wallet's chain positions: as cheap at page 5,000 as at page 1. Other filters count and skip.
     """
-    if any(name in params for name in HISTORY_FILTERS):
+    filters = [name for name in HISTORY_FILTERS if name in params]
+    if filters and (filters != ["currency"] or not params.get("currency")):
         return paginate(history_queryset(user_id=user_id, params=params), params, history_item)
-    chains = _user_chains(user_id)
+    currency = _currency_param(params)
+    chains = _user_chains(user_id, currency_id=currency.pk if currency is not None else None)
     total = sum(entries for _, entries in chains)
     if len(chains) != 1:
         return paginate(history_queryset(user_id=user_id, params=params), params, history_item, total=total)
@@ -83,6 +92,7 @@ def history_page(*, user_id: int, params) -> dict:
 # (with one, the planner intersected the range with the user's whole history): it is one backward
 # range of the (wallet, seq) index.
 _USER_CHAINS_SQL = "SELECT id, entries FROM wallets_wallet WHERE user_id = %s AND entries > 0"
+_USER_CURRENCY_CHAIN_SQL = _USER_CHAINS_SQL + " AND currency_id = %s"
 _POSITION_PAGE_SQL = """
 SELECT t.id, t.hash, t.signature, t.status, t.type, t.from_user_id, t.to_user_id, t.currency_id, t.amount,
        t.memo, t.created_at, c.code, h.delta
@@ -110,11 +120,18 @@ class _TransactionRow(NamedTuple):
     created_at: datetime
 
 
-def _user_chains(user_id: int) -> list[tuple[int, int]]:
+def _user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[int, int]]:
+    """(wallet id, entries) of the user's wallets that have a history (in one currency, if given)."""
     if connection.vendor != "postgresql":
-        return list(Wallet.objects.filter(user_id=user_id, entries__gt=0).values_list("id", "entries"))
+        wallets = Wallet.objects.filter(user_id=user_id, entries__gt=0)
+        if currency_id is not None:
+            wallets = wallets.filter(currency_id=currency_id)
+        return list(wallets.values_list("id", "entries"))
     with prepared_cursor() as cursor:
-        cursor.execute(_USER_CHAINS_SQL, [int8(user_id)])
+        if currency_id is None:
+            cursor.execute(_USER_CHAINS_SQL, [int8(user_id)])
+        else:
+            cursor.execute(_USER_CURRENCY_CHAIN_SQL, [int8(user_id), int8(currency_id)])
         return cursor.fetchall()
 
 

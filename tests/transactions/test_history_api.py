@@ -87,8 +87,9 @@ def test_identical_timestamps_still_order_stably(user_factory, client_for, usdt)
 def test_paging_by_chain_position_gives_what_counting_and_skipping_give(
     user_factory, usdt, btc, page_size, django_assert_num_queries
 ):
-    """Unfiltered pages come from the wallets' entry counts and chain positions, never from a count or
-    an offset; every page, past the end included, must equal the generic count-and-skip answer."""
+    """Unfiltered pages, and pages filtered by currency alone, come from the wallets' entry counts and
+    chain positions, never from a count or an offset; every page, past the end included, must equal
+    the generic count-and-skip answer."""
     alice, bob = user_factory(balance=100), user_factory()
     for n in range(1, 12):
         transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(n))
@@ -97,17 +98,26 @@ def test_paging_by_chain_position_gives_what_counting_and_skipping_give(
     deposit_create(user_id=carol.pk, currency=btc, amount=Decimal(1))
     transfer_create(sender_id=carol.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(1))
 
-    for user, entries in ((alice, 13), (bob, 13), (carol, 3)):
+    cases = [
+        (alice, "", 13, True),
+        (bob, "", 13, True),
+        (carol, "", 3, False),  # two chains
+        (alice, "USDT", 13, True),
+        (carol, "usdt", 2, True),
+        (carol, "BTC", 1, True),
+        (bob, "BTC", 0, False),  # no chain in that currency
+    ]
+    for user, code, entries, one_chain in cases:
         for number in range(1, entries // page_size + 3):
-            params = QueryDict(f"page={number}&page_size={page_size}")
+            params = QueryDict(f"page={number}&page_size={page_size}" + (f"&currency={code}" if code else ""))
             expected = paginate(history_queryset(user_id=user.pk, params=params), params, history_item)
             assert expected["pagination"]["total"] == entries
-            if user is carol:
-                got = history_page(user_id=user.pk, params=params)
-            else:  # one wallet: the entry counts, then one range of positions (no count, no skip)
-                with django_assert_num_queries(2 if expected["data"] else 1):
+            if one_chain:  # (the currency,) the entry counts, then one range of positions: no count, no skip
+                with django_assert_num_queries(bool(code) + 1 + bool(expected["data"])):
                     got = history_page(user_id=user.pk, params=params)
-            assert got == expected, (user.username, number)
+            else:
+                got = history_page(user_id=user.pk, params=params)
+            assert got == expected, (user.username, code, number)
 
 
 @pytest.mark.parametrize(
