@@ -186,6 +186,7 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
 
 # --- Cache (rate limit counters) -------------------------------------------------------------
+# Local memory is one cache per process: in production core.checks refuses it while limits are on.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
