@@ -8,6 +8,7 @@ neither the test settings nor the developer's shell leak in.
 
 import json
 import os
+import re
 import secrets
 import shlex
 import subprocess
@@ -134,3 +135,11 @@ def test_make_targets_choose_local_mode_and_work_with_no_configuration(target):
         # The command line's own environment is all these settings need: no secrets, no database.
         seen = settings_seen(bare_env(**assignments))
         assert (seen["env"], seen["engine"], seen["grant"]) == ("local", "django.db.backends.sqlite3", "USDT:1000")
+
+
+def test_every_variable_the_settings_read_is_in_the_readme_configuration_table():
+    read = set(re.findall(r'env\.\w+\(\s*"([A-Z][A-Z0-9_]*)"', (ROOT / "wallet_project/settings/base.py").read_text()))
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :].split("\n## ", 1)[0]
+    assert "DJANGO_ENV" in read
+    assert sorted(name for name in read if f"`{name}`" not in table) == []
