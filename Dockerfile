@@ -22,12 +22,14 @@ RUN /opt/venv/bin/pip install --only-binary=:all: --requirement /tmp/requirement
 # --- runtime: the interpreter, the virtualenv and the source, run as a non-root user ----------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# DEBUG is off in the image: the container refuses to start until SECRET_KEY, JWT_SECRET and
-# RECEIPT_SIGNING_KEY are supplied, instead of running with development secrets.
+# Production mode, stated although it is the default: the container refuses to start until
+# SECRET_KEY, JWT_SECRET, RECEIPT_SIGNING_KEY and DATABASE_URL are supplied, instead of running with
+# development secrets.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     DJANGO_SETTINGS_MODULE=wallet_project.settings.base \
+    DJANGO_ENV=production \
     DEBUG=false \
     GUNICORN_BIND=0.0.0.0:8000 \
     GUNICORN_WORKER_TMP_DIR=/dev/shm
@@ -42,12 +44,14 @@ COPY --from=builder /opt/venv /opt/venv
 COPY . .
 
 # Static files are collected (and compressed for whitenoise) at build time with the production
-# storage. The settings refuse DEBUG=false without secrets, so placeholders are given to this one
-# command only; they are not baked into the image's environment.
+# storage. Production settings refuse to load without secrets and a database, so placeholders are
+# given to this one command only (it connects to nothing); they are not baked into the image's
+# environment.
 RUN DEBUG=false \
     SECRET_KEY=collectstatic-build-placeholder-not-a-secret-0123456789abcdef \
     JWT_SECRET=collectstatic-build-placeholder-not-a-secret \
     RECEIPT_SIGNING_KEY=0000000000000000000000000000000000000000000000000000000000000000 \
+    DATABASE_URL=postgres://collectstatic-build-placeholder/unused \
     python manage.py collectstatic --noinput \
     && python -m compileall -q /app
 

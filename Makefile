@@ -16,14 +16,14 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 venv: $(BIN)/.installed
 
 migrate: venv
-	$(BIN)/python manage.py migrate --noinput
+	DJANGO_ENV=local $(BIN)/python manage.py migrate --noinput
 
 run: migrate
 	@echo "Wallet API on http://$(HOST):$(PORT)/  (Swagger UI: http://$(HOST):$(PORT)/swagger/)"
-	$(BIN)/python manage.py runserver $(HOST):$(PORT)
+	DJANGO_ENV=local $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 seed: migrate
-	$(BIN)/python manage.py seed_demo
+	DJANGO_ENV=local $(BIN)/python manage.py seed_demo
 
 test: venv
 	$(BIN)/ruff check .

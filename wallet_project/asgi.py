@@ -4,3 +4,8 @@ from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings.base")
 application = get_asgi_application()
+
+# ASGI servers run no system checks: the ones that forbid serving are enforced here.
+from wallet_project.core.checks import ensure_safe_to_serve  # noqa: E402 - needs the app registry
+
+ensure_safe_to_serve()

@@ -68,8 +68,8 @@ def test_sqlite_default_serializes_concurrent_transfers_and_reconciles(tmp_path)
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'local.sqlite3'}",
         "DJANGO_SETTINGS_MODULE": "wallet_project.settings.base",
-        "DEBUG": "true",
-        "SIGNUP_GRANT": "USDT:1000",
+        # What `make run` chooses; the sign-up grant is local mode's default.
+        "DJANGO_ENV": "local",
         "LOG_LEVEL": "WARNING",
     }
     assert run(["migrate", "--noinput", "-v0"], env).returncode == 0

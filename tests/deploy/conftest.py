@@ -108,7 +108,7 @@ def kafka_bootstrap():
 def redis_url() -> str:
     import redis
 
-    url = "redis://127.0.0.1:6379/7"
+    url = support.LOCAL_REDIS_URL
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:

@@ -253,11 +253,16 @@ def production_secrets() -> dict[str, str]:
     }
 
 
+# The compose stack's Redis, here on this machine (.ci/run starts it). Production refuses per-process
+# rate-limit counters, so the compose environment is never run without one.
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/7"
+
+
 def production_env(database_url: str, **overrides: str) -> dict[str, str]:
     """The compose ``api`` service's environment with fresh secrets and local service addresses."""
     variables = {**env_example(), **production_secrets()}
     env = service_environment("api", variables)
-    env.update(DATABASE_URL=database_url, REDIS_URL="", KAFKA_BOOTSTRAP_SERVERS="")
+    env.update(DATABASE_URL=database_url, REDIS_URL=LOCAL_REDIS_URL, KAFKA_BOOTSTRAP_SERVERS="")
     env.update(overrides)
     return env
 

@@ -101,7 +101,7 @@ def test_app_environment_is_production_and_secrets_are_required(stack):
         assert variables.get(secret) == ":?", f"{secret} must be required (${{{secret}:?...}}), never defaulted"
     for name in APP_SERVICES:
         env = stack["services"][name]["environment"]
-        assert env["DEBUG"] == "false"
+        assert env["DJANGO_ENV"] == "production" and env["DEBUG"] == "false"
         assert env["DATABASE_URL"].startswith("postgres://wallet:${POSTGRES_PASSWORD")
         assert env["DATABASE_URL"].endswith("@postgres:5432/wallet")
         assert env["REDIS_URL"] == "redis://redis:6379/0"

@@ -16,6 +16,7 @@ RUNTIME_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONUNBUFFERED": "1",
     "DJANGO_SETTINGS_MODULE": "wallet_project.settings.base",
+    "DJANGO_ENV": "production",
     "DEBUG": "false",
 }
 

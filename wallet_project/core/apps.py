@@ -5,3 +5,6 @@ class CoreConfig(AppConfig):
     name = "wallet_project.core"
     label = "core"
     verbose_name = "Core plumbing"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks

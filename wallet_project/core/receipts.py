@@ -59,7 +59,7 @@ def _signing_key() -> Ed25519PrivateKey:
     seed_hex = settings.RECEIPT_SIGNING_KEY
     if seed_hex:
         seed = bytes.fromhex(seed_hex)
-    else:  # development only: settings refuse to start without a key when DEBUG is off
+    else:  # DJANGO_ENV=local only: production settings refuse to start without a key
         seed = hashlib.sha256(f"receipt-signing:{settings.SECRET_KEY}".encode()).digest()
     return Ed25519PrivateKey.from_private_bytes(seed)
 

@@ -1,8 +1,10 @@
 """Settings for every environment.
 
-Production differs from development only by environment variables: there is no separate
-production module. `DEBUG` defaults to on so that a fresh checkout runs with no configuration;
-with `DEBUG=false` every secret must be supplied and `manage.py check --deploy` is clean.
+One module, driven by the environment. `DJANGO_ENV` chooses the mode and defaults to `production`:
+with no environment at all the service refuses to start until its secrets and `DATABASE_URL` are
+supplied, and `manage.py check --deploy` is clean once they are. Local development (SQLite, the
+development secrets, the sign-up grant, `DEBUG`) is chosen explicitly with `DJANGO_ENV=local`, which
+`make run` does.
 """
 
 from datetime import timedelta
@@ -16,16 +18,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
-DEBUG = env.bool("DEBUG", default=True)
+DJANGO_ENV = env.str("DJANGO_ENV", default="production")
+if DJANGO_ENV not in ("production", "local"):
+    # A typo must not pick either mode silently.
+    raise ImproperlyConfigured(f"DJANGO_ENV must be 'production' (the default) or 'local', not {DJANGO_ENV!r}")
+LOCAL = DJANGO_ENV == "local"
+# Everything that is refused in production is collected and reported at once.
+_refused: list[str] = []
 
-_DEV_SECRET = "dev-insecure-secret-key-change-me-in-production-0123456789"  # noqa: S105 - DEBUG only
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET if DEBUG else "")
-JWT_SECRET = env.str("JWT_SECRET", default=_DEV_SECRET if DEBUG else "")
-if not DEBUG:
+DEBUG = env.bool("DEBUG", default=LOCAL)
+
+_DEV_SECRET = "dev-insecure-secret-key-change-me-in-production-0123456789"  # noqa: S105 - DJANGO_ENV=local only
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET if LOCAL else "")
+JWT_SECRET = env.str("JWT_SECRET", default=_DEV_SECRET if LOCAL else "")
+# Keyed on the mode, not on DEBUG: DEBUG=true in production must not bring the development secrets back.
+if not LOCAL:
     if len(SECRET_KEY) < 50 or SECRET_KEY == _DEV_SECRET:
-        raise ImproperlyConfigured("SECRET_KEY must be set (at least 50 characters) when DEBUG is off")
+        _refused.append("SECRET_KEY must be set (at least 50 characters, not the development value)")
     if len(JWT_SECRET) < 32 or JWT_SECRET == _DEV_SECRET:
-        raise ImproperlyConfigured("JWT_SECRET must be set (at least 32 characters) when DEBUG is off")
+        _refused.append("JWT_SECRET must be set (at least 32 characters, not the development value)")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -106,8 +117,12 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# PostgreSQL in production and tests; a SQLite file is the embedded default for local runs.
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL in production and tests; a SQLite file is the embedded default for local runs only.
+if LOCAL or env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+else:
+    _refused.append("DATABASE_URL must be set (PostgreSQL)")
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # IMMEDIATE takes the write lock at BEGIN, so two transfers serialize instead of one
@@ -171,6 +186,7 @@ STORAGES = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_BODY_BYTES", default=64 * 1024)
 
 # --- Cache (rate limit counters) -------------------------------------------------------------
+# Local memory is one cache per process: in production core.checks refuses it while limits are on.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -238,11 +254,17 @@ SPECTACULAR_SETTINGS = {
 # --- Product settings -------------------------------------------------------------------------
 DEFAULT_CURRENCY = env.str("DEFAULT_CURRENCY", default="USDT")
 # "CODE:AMOUNT[,CODE:AMOUNT]"; recorded as a deposit at sign-up. On locally, off unless set in production.
-SIGNUP_GRANT = env.str("SIGNUP_GRANT", default="USDT:1000" if DEBUG else "")
-# Ed25519 seed (32 bytes, hex) signing transaction receipts. Derived from SECRET_KEY in development.
+SIGNUP_GRANT = env.str("SIGNUP_GRANT", default="USDT:1000" if LOCAL else "")
+# Ed25519 seed (32 bytes, hex) signing transaction receipts. Derived from SECRET_KEY in local mode.
 RECEIPT_SIGNING_KEY = env.str("RECEIPT_SIGNING_KEY", default="")
-if not DEBUG and not RECEIPT_SIGNING_KEY:
-    raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be set when DEBUG is off")
+if not LOCAL and not RECEIPT_SIGNING_KEY:
+    _refused.append("RECEIPT_SIGNING_KEY must be set (64 hex characters)")
+if _refused:
+    raise ImproperlyConfigured(
+        "production settings (DJANGO_ENV is unset or 'production') refuse to start: "
+        + "; ".join(_refused)
+        + ". Generate the secrets as .env.example shows, or choose local development with DJANGO_ENV=local."
+    )
 # Checked here, not at the first transfer: a malformed seed would otherwise fail every signature.
 if RECEIPT_SIGNING_KEY and (
     len(RECEIPT_SIGNING_KEY) != 64 or not all(c in "0123456789abcdefABCDEF" for c in RECEIPT_SIGNING_KEY)
@@ -279,13 +301,14 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
-SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# On in production whatever DEBUG says: turning DEBUG on to look at a fault must not turn these off.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not LOCAL)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
-SECURE_HSTS_PRELOAD = not DEBUG
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if LOCAL else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not LOCAL
+SECURE_HSTS_PRELOAD = not LOCAL
+SESSION_COOKIE_SECURE = not LOCAL
+CSRF_COOKIE_SECURE = not LOCAL
 SESSION_COOKIE_HTTPONLY = True
 
 # --- Logging: one JSON object per line, each carrying the request's trace_id -------------------

@@ -1,10 +1,16 @@
-"""Test settings: the suite runs on PostgreSQL (row locks, constraints and triggers are only real there)."""
+"""Test settings: the suite runs on PostgreSQL (row locks, constraints and triggers are only real there).
+
+Production mode (no DJANGO_ENV), so that the suite exercises the production defaults, with throwaway
+secrets and plain HTTP for the test client.
+"""
 
 import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/wallet")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("SIGNUP_GRANT", "")
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-any-deployment-0123456789abcdef")
+os.environ.setdefault("JWT_SECRET", "test-only-jwt-secret-not-for-any-deployment")
+os.environ.setdefault("RECEIPT_SIGNING_KEY", "7e" * 32)
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("RATELIMIT_ENABLE", "false")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # Tests change currencies inside rolled-back transactions: never serve a stale copy across tests.
