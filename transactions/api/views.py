@@ -20,7 +20,7 @@ from transactions.services import Idempotency, deposit_create, transfer_create, 
 from wallet_project.core import exceptions as errors
 from wallet_project.core.authentication import unverified_token_version
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
-from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
+from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
 from wallet_project.core.schema import errors as error_responses
@@ -91,9 +91,9 @@ class TransferViewSet(viewsets.ViewSet):
 
 
 class MovementViewSet(viewsets.ViewSet):
-    """Deposits and withdrawals: the only ways money enters or leaves. Staff only."""
+    """Deposits and withdrawals: the only ways money enters or leaves. Staff with the permission only."""
 
-    permission_classes = [IsStaff]
+    permission_classes = [CanMoveMoney]
 
     def _create(self, request, service, scope: str):
         idempotency = _idempotency(request, scope)
