@@ -292,3 +292,45 @@ def test_the_admin_login_form_counts_against_the_api_budget_too(ratelimits, sett
         assert response.status_code == 200
     blocked = login(CLIENT_B, "iris5", password=PASSWORD)
     assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+# --- The password change checks a password: it gets the login budget --------------------------
+
+
+def change_password(client, ip: str, current: str = "not the password"):
+    body = {"current_password": current, "new_password": "a brand new passphrase"}
+    return client.post("/users/me/password", body, format="json", REMOTE_ADDR=ip)
+
+
+def test_guessing_the_current_password_with_a_token_gets_the_login_budget(
+    ratelimits, settings, user_factory, client_for
+):
+    settings.RATELIMIT_LOGIN = "2/m"
+    client = client_for(user_factory(username="gina"))
+    for i in range(2):  # from many addresses: the account's counter, not only the address's
+        response = change_password(client, f"198.51.100.{i + 1}")
+        assert response.status_code == 401 and response.json()["code"] == "INVALID_CREDENTIALS"
+        assert response["X-RateLimit-Limit"] == "2"
+    blocked = change_password(client, CLIENT_B, current=PASSWORD)
+    assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert "Retry-After" in blocked
+
+
+def test_the_password_change_and_the_login_share_the_accounts_budget(ratelimits, settings, user_factory, client_for):
+    settings.RATELIMIT_LOGIN = "2/m"
+    client = client_for(user_factory(username="gina"))
+    assert login("198.51.100.1", "GINA").status_code == 401
+    assert change_password(client, "198.51.100.2").status_code == 401
+    assert change_password(client, CLIENT_B, current=PASSWORD).status_code == 429
+    assert login(CLIENT_A, "gina", password=PASSWORD).status_code == 429
+
+
+def test_a_counter_outage_closes_the_password_change(ratelimits, monkeypatch, user_factory, client_for):
+    client = client_for(user_factory())
+
+    def unavailable(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(ratelimit, "get_usage", unavailable)
+    response = change_password(client, CLIENT_A, current=PASSWORD)
+    assert response.status_code == 503 and response.json()["code"] == "SERVICE_UNAVAILABLE"

@@ -127,9 +127,9 @@ def _username_key(request: Any) -> str:
     Counting the text the client sent would give every spelling that logs in as one account (case,
     a dotless ı or a long ſ that PostgreSQL's ``UPPER()`` folds, the NFKC forms the admin form folds)
     a fresh budget. So the name is normalised as the login normalises it and resolved with the
-    login's own lookup (``username__iexact``); the counter is the account's, ``account:<pk>``.
-    A name that matches no account is counted by its casefolded text. Known and unknown names cost
-    the same one query, so timing tells nothing.
+    login's own lookup (``username__iexact``); the counter is the account's, ``account:<pk>``, which
+    the password change counts against too. A name that matches no account is counted by its
+    casefolded text. Known and unknown names cost the same one query, so timing tells nothing.
     """
     drf = hasattr(request, "data")
     # DRF requests parse their body once (a parse error surfaces as the view's own 400); form
@@ -164,6 +164,14 @@ def _encodable(name: str) -> bool:
     return True
 
 
+def _own_account_key(request: Any) -> str:
+    """A password check behind a token (the password change) counts against the account's login budget."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return ""
+    return f"account:{user.pk}"
+
+
 def _django_request(request: Any) -> HttpRequest:
     return getattr(request, "_request", request)
 
@@ -194,12 +202,18 @@ SCOPES: dict[str, tuple[Rule, ...]] = {
         Rule("login:ip", "RATELIMIT_LOGIN", _ip_key),
         Rule("login:username", "RATELIMIT_LOGIN", _username_key),
     ),
+    # Checking the current password (a stolen token guessing it) is a login attempt: the same
+    # counters, the per-account one shared with the login's.
+    "password": (
+        Rule("login:ip", "RATELIMIT_LOGIN", _ip_key),
+        Rule("login:username", "RATELIMIT_LOGIN", _own_account_key),
+    ),
     "lookup": (Rule("lookup", "RATELIMIT_LOOKUP", _client_key),),
     "signup": (Rule("signup", "RATELIMIT_SIGNUP", _ip_key),),
 }
 # Without a working counter store these fail closed (a guessing window must not open during an
 # outage); everything else fails open so that a cache outage is not an API outage.
-FAIL_CLOSED_SCOPES = {"login", "signup"}
+FAIL_CLOSED_SCOPES = {"login", "password", "signup"}
 
 
 class CounterUnavailable(Exception):
