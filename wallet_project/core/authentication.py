@@ -140,3 +140,17 @@ class JWTAuthentication(BaseJWTAuthentication):
 def unverified_token_version(user) -> int | None:
     """The token version still to be checked for a user authenticated with a deferred check, else None."""
     return getattr(user, "unverified_token_version", None)
+
+
+def check_deferred_account(user) -> None:
+    """Run a deferred account check now (a query of its own): for answers that never reach the lock.
+
+    Raises ``AuthenticationFailed`` (401) when the account is gone or inactive or the token revoked;
+    does nothing for a user whose account was checked by ``authenticate`` already.
+    """
+    version = unverified_token_version(user)
+    if version is None:
+        return
+    if not User.objects.filter(pk=user.pk, is_active=True, token_version=version).exists():
+        raise AuthenticationFailed("user not found or inactive, or token revoked", code="token_revoked")
+    user.unverified_token_version = None
