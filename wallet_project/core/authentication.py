@@ -79,7 +79,8 @@ class JWTAuthentication(BaseJWTAuthentication):
     signed token without a query of its own: the account check (exists, active, token not revoked)
     is not skipped but moved into the statement that locks the wallets (see
     ``unverified_token_version``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
-    are checked up front, since a replay never reaches the lock.
+    are checked up front, since a replay never reaches the lock; a refusal that comes before the lock
+    runs the check first (``check_deferred_account``), so a revoked token learns nothing from the body.
     """
 
     def authenticate(self, request):
