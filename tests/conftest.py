@@ -50,6 +50,26 @@ def user_factory(db):
     return make_user
 
 
+def grant_movements(user):
+    """Give a (staff) user the permission that deposits and withdrawals need, as an operator would."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="transactions", codename="add_transaction")
+    )
+    return user
+
+
+def make_cashier(balance: Decimal | str | int = 0, **kwargs):
+    """A staff member who may move money: ``is_staff`` plus ``transactions.add_transaction``."""
+    return grant_movements(make_user(balance, is_staff=True, **kwargs))
+
+
+@pytest.fixture
+def cashier_factory(db):
+    return make_cashier
+
+
 def auth_client(user) -> APIClient:
     from accounts.services import _issue_tokens
 

@@ -131,6 +131,7 @@ _SEED_SCRIPT = """
 import json, os
 from decimal import Decimal
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Permission
 from accounts.models import User
 from accounts.services import _issue_tokens
 from currencies.models import Currency
@@ -144,6 +145,10 @@ for name, funds in zip(spec["usernames"], spec["funds"]):
     user = User.objects.create(
         username=name, email=name + "@example.test", password=password, is_staff=spec["staff"]
     )
+    if spec["staff"]:  # staff who move money need the permission, as in production
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="transactions", codename="add_transaction")
+        )
     Wallet.objects.bulk_create([Wallet(user=user, currency=currencies[code]) for code in spec["currencies"]])
     for code, amount in funds.items():
         if Decimal(amount) > 0:

@@ -370,19 +370,24 @@ def transfer_create(
     amount = check_amount(amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
     if sender_id == recipient_id:
         raise errors.SameAccountTransfer("cannot transfer to the same account")
-    return _commit(
-        lambda: ledger_post(
-            type=Transaction.Type.TRANSFER,
-            currency=currency,
-            amount=amount,
-            from_user_id=sender_id,
-            to_user_id=recipient_id,
-            memo=memo,
-            idempotency=idempotency,
-            owner_id=sender_id,
-            sender_token_version=sender_token_version,
+    try:
+        return _commit(
+            lambda: ledger_post(
+                type=Transaction.Type.TRANSFER,
+                currency=currency,
+                amount=amount,
+                from_user_id=sender_id,
+                to_user_id=recipient_id,
+                memo=memo,
+                idempotency=idempotency,
+                owner_id=sender_id,
+                sender_token_version=sender_token_version,
+            )
         )
-    )
+    except errors.ApiError as exc:
+        # ledger_post checks the sender before it finds any other failure: the view need not again.
+        exc.account_checked = True
+        raise
 
 
 def _staff_movement(

@@ -16,9 +16,8 @@ from transactions.services import Idempotency, deposit_create, withdrawal_create
 from wallet_project.core import exceptions as errors
 from wallet_project.core.idempotency import request_fingerprint
 from wallet_project.core.money import format_amount, parse_amount
+from wallet_project.core.permissions import can_move_money
 from wallets.models import Wallet
-
-MOVEMENT_PERMISSION = "transactions.add_transaction"
 
 
 class MovementForm(forms.Form):
@@ -61,8 +60,7 @@ class WalletAdmin(admin.ModelAdmin):
         return False
 
     def has_movement_permission(self, request) -> bool:
-        user = request.user
-        return user.is_active and user.is_staff and user.has_perm(MOVEMENT_PERMISSION)
+        return can_move_money(request.user)
 
     @admin.action(description="Deposit into selected wallets", permissions=["movement"])
     def deposit(self, request, queryset):

@@ -12,8 +12,17 @@ class SignupIn(StrictSerializer):
     password = serializers.CharField(min_length=8, max_length=256, trim_whitespace=False, write_only=True)
 
 
+class StringField(serializers.CharField):
+    """A string and nothing else: DRF's CharField would turn the JSON number 31337 into "31337"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class LoginIn(StrictSerializer):
-    username = serializers.CharField(max_length=150)
+    username = StringField(max_length=150)
     password = serializers.CharField(max_length=256, trim_whitespace=False)
 
 

@@ -86,7 +86,7 @@ class AuthViewSet(viewsets.ViewSet):
 
 
 class SessionViewSet(viewsets.ViewSet):
-    ratelimit_scope = {"lookup": "lookup"}
+    ratelimit_scope = {"lookup": "lookup", "change_password": "password"}
 
     @extend_schema(
         summary="Log out: blacklist a refresh token, or everything with everywhere=true",

@@ -4,6 +4,8 @@ import re
 
 import pytest
 
+from tests.conftest import make_cashier
+
 pytestmark = pytest.mark.django_db
 
 ENVELOPE = {"type", "title", "status", "detail", "error", "code", "trace_id"}
@@ -41,7 +43,7 @@ def test_unknown_paths_are_404_in_the_envelope(api, path):
     ],
 )
 def test_wrong_methods_are_405_in_the_envelope(user_factory, client_for, method, path):
-    client = client_for(user_factory(is_staff=True))
+    client = client_for(make_cashier())
     assert_problem(getattr(client, method)(path), 405, "METHOD_NOT_ALLOWED")
 
 

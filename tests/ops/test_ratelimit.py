@@ -1,6 +1,7 @@
 import pytest
 from rest_framework.test import APIClient
 
+from tests.accounts.factories import PASSWORD
 from wallet_project.core import ratelimit
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +213,124 @@ def test_nothing_is_limited_when_ratelimit_enable_is_off(settings, api):
     for _ in range(3):
         response = api.get("/currencies")
         assert response.status_code == 200 and "X-RateLimit-Limit" not in response
+
+
+# --- Every spelling that logs in as an account counts against that account ---------------------
+
+
+def login_json(ip: str, body: dict):
+    return APIClient().post("/auth/login", body, format="json", REMOTE_ADDR=ip)
+
+
+@pytest.mark.parametrize("username", [31337, 31337.0, True, None, ["31337"], {"name": "31337"}])
+def test_a_username_that_is_not_a_string_is_400_and_never_logs_in(ratelimits, user_factory, username):
+    user_factory(username="31337")
+    response = login_json(CLIENT_A, {"username": username, "password": PASSWORD})
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_REQUEST"
+    assert "token" not in response.json()
+
+
+def test_a_number_as_username_does_not_escape_the_per_username_budget(ratelimits, settings, user_factory):
+    settings.RATELIMIT_LOGIN = "2/m"
+    user_factory(username="31337")
+    for i in range(2):
+        assert login(f"198.51.100.{i + 1}", "31337").status_code == 401
+    response = login_json(CLIENT_B, {"username": 31337, "password": PASSWORD})
+    assert response.status_code in (400, 429) and "token" not in response.json()
+
+
+# Spellings PostgreSQL's UPPER() (the iexact lookup) matches to "iris5" but casefold() does not:
+# a dotless ı, and a long ſ for the s.
+SPELLINGS = ["IRIS5", "irıs5", "iriſ5", " iris5 "]
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_each_spelling_that_logs_in_as_an_account_logs_in_as_it(ratelimits, user_factory, spelling):
+    iris = user_factory(username="iris5")
+    response = login(CLIENT_A, spelling, password=PASSWORD)
+    assert response.status_code == 200 and response.json()["user_id"] == iris.pk
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_every_spelling_of_an_account_shares_its_login_budget(ratelimits, settings, user_factory, spelling):
+    settings.RATELIMIT_LOGIN = "2/m"
+    user_factory(username="iris5")
+    assert login("198.51.100.1", "iris5").status_code == 401
+    assert login("198.51.100.2", spelling).status_code == 401
+    for blocked in (login(CLIENT_A, spelling, password=PASSWORD), login(CLIENT_B, "iris5", password=PASSWORD)):
+        assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_unknown_usernames_are_still_limited_per_username(ratelimits, settings):
+    settings.RATELIMIT_LOGIN = "2/m"
+    for i in range(2):
+        assert login(f"198.51.100.{i + 1}", "nobody7").status_code == 401
+    blocked = login(CLIENT_B, "NOBODY7")
+    assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+@pytest.mark.parametrize("spelling", ["irıs5", "ｉｒｉｓ5"])  # the form also NFKC-normalises: fullwidth letters
+def test_the_admin_login_form_shares_the_accounts_budget_for_every_spelling(
+    ratelimits, settings, user_factory, client, spelling
+):
+    settings.RATELIMIT_LOGIN = "2/m"
+    user_factory(username="iris5", is_staff=True)
+    for i in range(2):
+        assert login(f"198.51.100.{i + 1}", "iris5").status_code == 401
+    blocked = client.post("/admin/login/", {"username": spelling, "password": PASSWORD}, REMOTE_ADDR=CLIENT_B)
+    assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_admin_login_form_counts_against_the_api_budget_too(ratelimits, settings, user_factory, client):
+    settings.RATELIMIT_LOGIN = "2/m"
+    user_factory(username="iris5", is_staff=True)
+    for i, spelling in enumerate(["irıs5", "ｉｒｉｓ5"]):
+        response = client.post(
+            "/admin/login/", {"username": spelling, "password": "guess"}, REMOTE_ADDR=f"198.51.100.{i + 1}"
+        )
+        assert response.status_code == 200
+    blocked = login(CLIENT_B, "iris5", password=PASSWORD)
+    assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+
+
+# --- The password change checks a password: it gets the login budget --------------------------
+
+
+def change_password(client, ip: str, current: str = "not the password"):
+    body = {"current_password": current, "new_password": "a brand new passphrase"}
+    return client.post("/users/me/password", body, format="json", REMOTE_ADDR=ip)
+
+
+def test_guessing_the_current_password_with_a_token_gets_the_login_budget(
+    ratelimits, settings, user_factory, client_for
+):
+    settings.RATELIMIT_LOGIN = "2/m"
+    client = client_for(user_factory(username="gina"))
+    for i in range(2):  # from many addresses: the account's counter, not only the address's
+        response = change_password(client, f"198.51.100.{i + 1}")
+        assert response.status_code == 401 and response.json()["code"] == "INVALID_CREDENTIALS"
+        assert response["X-RateLimit-Limit"] == "2"
+    blocked = change_password(client, CLIENT_B, current=PASSWORD)
+    assert blocked.status_code == 429 and blocked.json()["code"] == "RATE_LIMIT_EXCEEDED"
+    assert "Retry-After" in blocked
+
+
+def test_the_password_change_and_the_login_share_the_accounts_budget(ratelimits, settings, user_factory, client_for):
+    settings.RATELIMIT_LOGIN = "2/m"
+    client = client_for(user_factory(username="gina"))
+    assert login("198.51.100.1", "GINA").status_code == 401
+    assert change_password(client, "198.51.100.2").status_code == 401
+    assert change_password(client, CLIENT_B, current=PASSWORD).status_code == 429
+    assert login(CLIENT_A, "gina", password=PASSWORD).status_code == 429
+
+
+def test_a_counter_outage_closes_the_password_change(ratelimits, monkeypatch, user_factory, client_for):
+    client = client_for(user_factory())
+
+    def unavailable(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(ratelimit, "get_usage", unavailable)
+    response = change_password(client, CLIENT_A, current=PASSWORD)
+    assert response.status_code == 503 and response.json()["code"] == "SERVICE_UNAVAILABLE"

@@ -58,3 +58,53 @@ def test_seed_demo_refuses_to_run_in_production_without_force(settings):
     with pytest.raises(CommandError, match="DEBUG is off"):
         call_command("seed_demo", stdout=StringIO())
     assert not User.objects.filter(username="alice").exists()
+
+
+def _everything() -> dict:
+    from django.contrib.auth.models import Group
+
+    return {
+        "users": sorted(User.objects.values_list("id", "username", "is_staff", "is_superuser", "password")),
+        "wallets": sorted(Wallet.objects.values_list("id", "user_id", "currency_id", "balance")),
+        "transactions": Transaction.objects.count(),
+        "groups": sorted(Group.objects.values_list("name", flat=True)),
+    }
+
+
+@pytest.mark.parametrize("name", ["alice", "Carol", "admin", "ADMIN"])
+def test_seed_demo_refuses_a_demo_name_someone_else_registered_and_writes_nothing(api, name):
+    response = api.post(
+        "/users", {"username": name, "email": f"{name}@evil.example", "password": "their own password"}, format="json"
+    )
+    assert response.status_code == 201
+    before = _everything()
+
+    with pytest.raises(CommandError, match=name.lower()):
+        seed()
+
+    assert _everything() == before
+
+
+def test_seed_demo_refuses_an_admin_it_did_not_make_even_a_real_superuser():
+    User.objects.create_superuser(username="admin", email="ops@example.com", password="the operator's own")
+    before = _everything()
+    with pytest.raises(CommandError, match="admin"):
+        seed()
+    assert _everything() == before
+
+
+def test_seed_demo_refuses_when_its_own_admin_can_no_longer_move_money():
+    seed()
+    User.objects.filter(username="admin").update(is_staff=False)
+    before = _everything()
+    with pytest.raises(CommandError, match="admin"):
+        seed()
+    assert _everything() == before
+
+
+def test_every_seeded_deposit_is_made_by_staff_allowed_to_move_money():
+    from wallet_project.core.permissions import can_move_money
+
+    seed()
+    creators = User.objects.filter(pk__in=Transaction.objects.filter(memo="seed_demo").values("created_by_id"))
+    assert creators.count() == 1 and all(can_move_money(u) for u in creators)

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services import _issue_tokens
 from currencies.models import Currency
+from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state_with_keys
 from transactions.services import Idempotency, transfer_create
 from wallet_project.core.idempotency import request_fingerprint
@@ -21,7 +22,7 @@ SHARED_KEY = "shared-key-1"
 @pytest.fixture
 def world(user_factory, client_for):
     alice, bob, carol = user_factory(balance=100), user_factory(balance=50), user_factory()
-    staff = user_factory(is_staff=True)
+    staff = make_cashier()
     body = {"to_user_id": carol.pk, "amount": "5"}
     # Bob's transfer to Carol, made with an Idempotency-Key that Alice will also use.
     tx = transfer_create(
@@ -246,3 +247,14 @@ def test_lookup_and_profile_never_leak_secrets(world):
     me = world["as_alice"].get("/users/me").json()
     assert not {"password", "token_version", "is_staff", "is_superuser"} & set(me)
     assert "argon2" not in str(me)
+
+
+@pytest.mark.parametrize("path", ["/deposits", "/withdrawals"])
+@pytest.mark.parametrize("key", [None, "k-1"], ids=["no-key", "with-key"])
+def test_staff_without_the_movement_permission_cannot_move_money(path, key, world, user_factory, client_for):
+    clerk = user_factory(is_staff=True)  # staff status alone: the admin refuses this clerk too
+    body = {"user_id": world["alice"].pk, "currency": "USDT", "amount": "10"}
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    before = _state()
+    _refused(client_for(clerk).post(path, body, format="json", **headers), 403, "FORBIDDEN")
+    assert _state() == before

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.conf import settings
 
+from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state_with_keys
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +36,7 @@ def bob(user_factory):
 
 @pytest.fixture
 def staff_client(user_factory, client_for):
-    return client_for(user_factory(is_staff=True))
+    return client_for(make_cashier())
 
 
 def _problem(response, status: int, *codes: str) -> dict:

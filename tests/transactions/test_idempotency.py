@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state, ledger_state_with_keys
 from transactions.models import Transaction
 from transactions.services import deposit_create
@@ -77,7 +78,7 @@ def test_keys_are_scoped_per_user(user_factory, client_for):
 
 
 def test_the_same_key_on_another_operation_is_a_mismatch(user_factory, client_for):
-    staff, bob = user_factory(is_staff=True, balance=10), user_factory()
+    staff, bob = make_cashier(balance=10), user_factory()
     client = client_for(staff)
     assert transfer(client, "k-op", to_user_id=bob.pk, amount="1").status_code == 200
 
@@ -139,7 +140,7 @@ def test_a_failure_before_the_ledger_does_not_burn_the_key(user_factory, client_
 
 
 def test_deposits_replay_too(user_factory, client_for):
-    staff, bob = user_factory(is_staff=True), user_factory()
+    staff, bob = make_cashier(), user_factory()
     client = client_for(staff)
     body = {"user_id": bob.pk, "currency": "USDT", "amount": "50"}
 

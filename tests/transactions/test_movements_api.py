@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from audit.models import BalanceHistory
+from tests.conftest import make_cashier
 from tests.ledger import balance, chain_problems, ledger_state
 from transactions.models import Transaction
 from wallets.models import Wallet
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def staff(user_factory):
-    return user_factory(is_staff=True)
+    return make_cashier()
 
 
 def deposit(client, **body):

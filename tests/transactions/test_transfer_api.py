@@ -326,3 +326,80 @@ def test_a_revoked_or_inactive_senders_token_moves_nothing(user_factory, client_
     assert_error(response, 401, "UNAUTHORIZED")
     assert ledger_state() == before
     assert balance(alice) == Decimal(50)
+
+
+def _revoke(user, how: str) -> None:
+    from accounts.models import User
+    from accounts.services import user_revoke_tokens
+
+    if how == "logout-everywhere":
+        user_revoke_tokens(user=user)
+    else:
+        User.objects.filter(pk=user.pk).update(is_active=False)
+
+
+@pytest.mark.parametrize("revoke", ["logout-everywhere", "deactivated"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"to_username": "{bob}", "amount": "1"}, id="existing-username"),
+        pytest.param({"to_username": "no-such-user-42", "amount": "1"}, id="unknown-username"),
+        pytest.param({"to_user_id": 2**62, "amount": "1"}, id="unknown-user-id"),
+        pytest.param({"to_user_id": "{alice_id}", "amount": "1"}, id="same-account"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "1", "from_user_id": "{bob_id}"}, id="someone-elses-id"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "1", "currency": "NOPE"}, id="unknown-currency"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "1.1234567"}, id="too-many-decimals"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "-1"}, id="negative-amount"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "abc"}, id="malformed-amount"),
+        pytest.param({"to_user_id": "{bob_id}", "amount": "1", "balance": "9"}, id="unknown-field"),
+        pytest.param({"amount": "1"}, id="no-recipient"),
+    ],
+)
+def test_a_revoked_token_gets_401_whatever_the_body_so_it_probes_nothing(user_factory, client_for, revoke, body):
+    alice, bob = user_factory(balance=50), user_factory()
+    client = client_for(alice)
+    _revoke(alice, revoke)
+    names = {"{bob}": bob.username, "{bob_id}": bob.pk, "{alice_id}": alice.pk}
+    body = {k: names.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+    before = ledger_state()
+
+    assert_error(client.post("/wallet/transfer", body, format="json"), 401, "UNAUTHORIZED")
+    assert ledger_state() == before
+
+
+def test_a_revoked_token_with_a_malformed_body_gets_401(user_factory, client_for):
+    alice = user_factory(balance=50)
+    client = client_for(alice)
+    _revoke(alice, "logout-everywhere")
+    response = client.post("/wallet/transfer", '{"to_username": "x",', content_type="application/json")
+    assert_error(response, 401, "UNAUTHORIZED")
+
+
+def _account_queries(queries) -> list[str]:
+    # The lock statement joins the account (and is prepared: its text is not captured); any other
+    # statement reading accounts_user is a round trip of its own.
+    return [q["sql"] for q in queries if q["sql"] and "accounts_user" in q["sql"] and "FOR UPDATE" not in q["sql"]]
+
+
+@pytest.mark.parametrize(
+    "body, status, account_queries",
+    [
+        pytest.param({"to_user_id": "{bob_id}", "amount": "1"}, 200, 0, id="by-id"),
+        pytest.param({"to_username": "{bob}", "amount": "1"}, 200, 1, id="by-username"),  # the recipient
+        pytest.param({"to_user_id": "{bob_id}", "amount": "999"}, 400, 0, id="insufficient-balance"),
+    ],
+)
+def test_the_account_check_rides_on_the_lock_and_adds_no_round_trip(
+    user_factory, client_for, body, status, account_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alice, bob = user_factory(balance=50), user_factory()
+    client = client_for(alice)
+    names = {"{bob}": bob.username, "{bob_id}": bob.pk}
+    body = {k: names.get(v, v) for k, v in body.items()}
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post("/wallet/transfer", body, format="json")
+    assert response.status_code == status
+    assert len(_account_queries(captured.captured_queries)) == account_queries, captured.captured_queries

@@ -1,5 +1,6 @@
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -18,9 +19,9 @@ from transactions.events import transaction_document
 from transactions.selectors import history_page, receipt_document, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import unverified_token_version
+from wallet_project.core.authentication import check_deferred_account, unverified_token_version
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
-from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
+from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
 from wallet_project.core.schema import errors as error_responses
@@ -57,6 +58,18 @@ class TransferViewSet(viewsets.ViewSet):
     # The account behind the token is checked inside the wallet-lock statement, not by a query of its own.
     defer_account_check = True
 
+    def handle_exception(self, exc):
+        # A refusal that comes before the lock (a bad body, an unknown recipient or currency) would
+        # otherwise answer a revoked token too, and tell it which usernames exist. Such answers run
+        # the account check first; the success path and the failures found under the lock (which
+        # checked the account already) keep their round trips.
+        if _before_the_account_check(exc):
+            try:
+                check_deferred_account(self.request.user)
+            except AuthenticationFailed as failed:
+                exc = failed
+        return super().handle_exception(exc)
+
     @extend_schema(
         summary="Transfer money to another user",
         request=TransferIn,
@@ -90,10 +103,18 @@ class TransferViewSet(viewsets.ViewSet):
         return _money_response(tx, body)
 
 
-class MovementViewSet(viewsets.ViewSet):
-    """Deposits and withdrawals: the only ways money enters or leaves. Staff only."""
+def _before_the_account_check(exc: Exception) -> bool:
+    if getattr(exc, "account_checked", False):
+        return False
+    api_error = errors.to_api_error(exc)
+    # 401s are the check's own answer; a 429 never looked at the body (and costs no query).
+    return api_error is not None and 400 <= api_error.status_code < 500 and api_error.status_code not in (401, 429)
 
-    permission_classes = [IsStaff]
+
+class MovementViewSet(viewsets.ViewSet):
+    """Deposits and withdrawals: the only ways money enters or leaves. Staff with the permission only."""
+
+    permission_classes = [CanMoveMoney]
 
     def _create(self, request, service, scope: str):
         idempotency = _idempotency(request, scope)

@@ -79,7 +79,8 @@ class JWTAuthentication(BaseJWTAuthentication):
     signed token without a query of its own: the account check (exists, active, token not revoked)
     is not skipped but moved into the statement that locks the wallets (see
     ``unverified_token_version``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
-    are checked up front, since a replay never reaches the lock.
+    are checked up front, since a replay never reaches the lock; a refusal that comes before the lock
+    runs the check first (``check_deferred_account``), so a revoked token learns nothing from the body.
     """
 
     def authenticate(self, request):
@@ -140,3 +141,17 @@ class JWTAuthentication(BaseJWTAuthentication):
 def unverified_token_version(user) -> int | None:
     """The token version still to be checked for a user authenticated with a deferred check, else None."""
     return getattr(user, "unverified_token_version", None)
+
+
+def check_deferred_account(user) -> None:
+    """Run a deferred account check now (a query of its own): for answers that never reach the lock.
+
+    Raises ``AuthenticationFailed`` (401) when the account is gone or inactive or the token revoked;
+    does nothing for a user whose account was checked by ``authenticate`` already.
+    """
+    version = unverified_token_version(user)
+    if version is None:
+        return
+    if not User.objects.filter(pk=user.pk, is_active=True, token_version=version).exists():
+        raise AuthenticationFailed("user not found or inactive, or token revoked", code="token_revoked")
+    user.unverified_token_version = None

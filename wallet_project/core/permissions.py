@@ -4,6 +4,10 @@ from rest_framework.permissions import BasePermission
 
 from . import exceptions as errors
 
+# Staff status opens the ops console; moving money for others takes this permission on top, on
+# every path (API, admin actions, the commands that name a staff member).
+MOVEMENT_PERMISSION = "transactions.add_transaction"
+
 
 def ensure_owner_or_staff(user, user_id: int) -> None:
     """Users reach only their own resources; staff reach any."""
@@ -11,8 +15,19 @@ def ensure_owner_or_staff(user, user_id: int) -> None:
         raise errors.Forbidden("forbidden: you can only access your own resources")
 
 
-class IsStaff(BasePermission):
-    message = "forbidden: staff only"
+def can_move_money(user) -> bool:
+    """Active staff holding ``MOVEMENT_PERMISSION`` (superusers hold every permission)."""
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.is_staff
+        and user.has_perm(MOVEMENT_PERMISSION)
+    )
+
+
+class CanMoveMoney(BasePermission):
+    message = f"forbidden: needs staff status and the {MOVEMENT_PERMISSION} permission"
 
     def has_permission(self, request, view) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+        return can_move_money(request.user)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
+
+from accounts.models import User
 
 from . import error_codes as codes
 from . import exceptions as errors
@@ -111,14 +114,62 @@ def _ip_key(request: Any) -> str:
     return _ip_bucket(_django_request(request))
 
 
+# The login's username field allows this many characters; anything longer never logs in.
+USERNAME_MAX_LENGTH = 150
+# Usernames that are not strings are refused by the login (400), but they still share one budget
+# rather than none, so that no shape of body escapes the per-username counter.
+NOT_A_USERNAME_KEY = "username:!not-a-string"
+
+
 def _username_key(request: Any) -> str:
+    """The per-username login counter: the account the name logs in as, whatever its spelling.
+
+    Counting the text the client sent would give every spelling that logs in as one account (case,
+    a dotless ı or a long ſ that PostgreSQL's ``UPPER()`` folds, the NFKC forms the admin form folds)
+    a fresh budget. So the name is normalised as the login normalises it and resolved with the
+    login's own lookup (``username__iexact``); the counter is the account's, ``account:<pk>``, which
+    the password change counts against too. A name that matches no account is counted by its
+    casefolded text. Known and unknown names cost the same one query, so timing tells nothing.
+    """
+    drf = hasattr(request, "data")
     # DRF requests parse their body once (a parse error surfaces as the view's own 400); form
     # posts to the admin carry it in POST.
-    data = request.data if hasattr(request, "data") else request.POST
+    data = request.data if drf else request.POST
     username = data.get("username") if isinstance(data, Mapping) else None
-    if not isinstance(username, str) or not username.strip():
+    if username is None:
         return ""
-    return "username:" + username.strip().casefold()[:150]
+    if not isinstance(username, str):
+        return NOT_A_USERNAME_KEY
+    name = username.strip() if drf else unicodedata.normalize("NFKC", username).strip()  # as UsernameField
+    if not name:
+        return ""
+    account = _account_id(name)
+    if account is not None:
+        return f"account:{account}"
+    return "username:" + name.casefold()[:USERNAME_MAX_LENGTH]
+
+
+def _account_id(name: str) -> int | None:
+    """The id ``get_by_natural_key`` (the login's lookup) would find for ``name``, if any."""
+    if len(name) > USERNAME_MAX_LENGTH or "\x00" in name or not _encodable(name):
+        return None  # refused by the login form or serializer; PostgreSQL would refuse it outright
+    return User.objects.filter(username__iexact=name).order_by("pk").values_list("pk", flat=True).first()
+
+
+def _encodable(name: str) -> bool:
+    try:
+        name.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        return False
+    return True
+
+
+def _own_account_key(request: Any) -> str:
+    """A password check behind a token (the password change) counts against the account's login budget."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return ""
+    return f"account:{user.pk}"
 
 
 def _django_request(request: Any) -> HttpRequest:
@@ -151,12 +202,18 @@ SCOPES: dict[str, tuple[Rule, ...]] = {
         Rule("login:ip", "RATELIMIT_LOGIN", _ip_key),
         Rule("login:username", "RATELIMIT_LOGIN", _username_key),
     ),
+    # Checking the current password (a stolen token guessing it) is a login attempt: the same
+    # counters, the per-account one shared with the login's.
+    "password": (
+        Rule("login:ip", "RATELIMIT_LOGIN", _ip_key),
+        Rule("login:username", "RATELIMIT_LOGIN", _own_account_key),
+    ),
     "lookup": (Rule("lookup", "RATELIMIT_LOOKUP", _client_key),),
     "signup": (Rule("signup", "RATELIMIT_SIGNUP", _ip_key),),
 }
 # Without a working counter store these fail closed (a guessing window must not open during an
 # outage); everything else fails open so that a cache outage is not an API outage.
-FAIL_CLOSED_SCOPES = {"login", "signup"}
+FAIL_CLOSED_SCOPES = {"login", "password", "signup"}
 
 
 class CounterUnavailable(Exception):

@@ -9,6 +9,7 @@ from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from wallet_project.core import exceptions as errors
 from wallet_project.core.money import parse_amount
+from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
 
 
 class MovementCommand(BaseCommand):
@@ -21,6 +22,15 @@ class MovementCommand(BaseCommand):
         parser.add_argument("--memo", default="")
         parser.add_argument("--staff", default=None, help="username of the staff member recorded as creator")
 
+    @staticmethod
+    def _staff(username: str) -> User:
+        # Whoever runs the command has shell access; the name recorded as creator must still be
+        # someone allowed to move money, as in the API and the admin.
+        staff = User.objects.filter(username__iexact=username).first()
+        if staff is None or not can_move_money(staff):
+            raise CommandError(f"--staff {username}: not an active staff member with {MOVEMENT_PERMISSION}")
+        return staff
+
     def service(self, **kwargs):
         raise NotImplementedError
 
@@ -29,9 +39,7 @@ class MovementCommand(BaseCommand):
             user = User.objects.get(username__iexact=options["username"])
             currency = currency_get(code=options["currency"])
             amount: Decimal = parse_amount(options["amount"])
-            staff = None
-            if options["staff"]:
-                staff = User.objects.get(username__iexact=options["staff"], is_staff=True)
+            staff = self._staff(options["staff"]) if options["staff"] else None
             tx = self.service(
                 user_id=user.pk,
                 currency=currency,
@@ -40,7 +48,7 @@ class MovementCommand(BaseCommand):
                 created_by_id=staff.pk if staff else None,
             )
         except User.DoesNotExist as exc:
-            raise CommandError("no such user (or --staff is not a staff member)") from exc
+            raise CommandError(f"no such user: {options['username']}") from exc
         except errors.ApiError as exc:
             raise CommandError(f"{exc.code}: {exc.message}") from exc
         document = transaction_document(tx, currency_code=currency.code)
