@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
             field=wallet_project.core.money_field.MoneyField(decimal_places=8, max_digits=20),
         ),
         migrations.RunPython(
-            sqlite_money_respelled("audit_balancehistory", "delta", "balance_before", "balance_after"),
+            sqlite_money_respelled("audit", "BalanceHistory", "delta", "balance_before", "balance_after"),
             migrations.RunPython.noop,
             elidable=True,
         ),

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
             field=wallet_project.core.money_field.MoneyField(blank=True, decimal_places=8, max_digits=20, null=True),
         ),
         migrations.RunPython(
-            sqlite_money_respelled("currencies_currency", "max_transfer_amount"),
+            sqlite_money_respelled("currencies", "Currency", "max_transfer_amount"),
             migrations.RunPython.noop,
             elidable=True,
         ),

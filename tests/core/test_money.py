@@ -14,13 +14,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from audit.models import BalanceHistory
 from audit.reconcile import reconcile
 from currencies.models import Currency
-from tests.ledger import balance
+from tests.ledger import balance, flushable_append_only_tables
 from transactions.models import Transaction
 from transactions.services import deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
@@ -31,6 +32,13 @@ pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = Decimal("0.00000001")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _flushable_append_only_tables():
+    """The migration test is transactional and ends with a flush, which the append-only triggers reject."""
+    with flushable_append_only_tables():
+        yield
 
 
 @pytest.fixture
@@ -232,6 +240,45 @@ def test_the_money_suite_passes_on_sqlite(tmp_path):
 
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert re.search(rf"\b{len(tests)} passed\b", run.stdout), run.stdout[-2000:]
+
+
+BEFORE_EXACT_MONEY = [
+    ("audit", "0003_history_seq"),
+    ("currencies", "0002_seed_currencies"),
+    ("transactions", "0002_append_only"),
+    ("wallets", "0002_wallet_entries"),
+]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_migrating_a_database_of_the_previous_schema_keeps_every_amount(user_factory, eth):
+    alice, bob = user_factory(), user_factory()
+    for amount in ("12345678.5", "0.125", "1024.25"):
+        deposit(alice, eth, amount)
+    deposit(bob, eth, "0.00000001")
+    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=eth, amount=Decimal("0.5"))
+    money = [
+        *Wallet.objects.order_by("id").values_list("balance"),
+        *Transaction.objects.order_by("id").values_list("amount"),
+        *BalanceHistory.objects.order_by("id").values_list("delta", "balance_before", "balance_after"),
+        *Currency.objects.order_by("id").values_list("max_transfer_amount"),
+    ]
+
+    MigrationExecutor(connection).migrate(BEFORE_EXACT_MONEY)  # on SQLite: back to float columns
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert [
+        *Wallet.objects.order_by("id").values_list("balance"),
+        *Transaction.objects.order_by("id").values_list("amount"),
+        *BalanceHistory.objects.order_by("id").values_list("delta", "balance_before", "balance_after"),
+        *Currency.objects.order_by("id").values_list("max_transfer_amount"),
+    ] == money
+    assert reconcile().ok
+    transfer_create(sender_id=bob.pk, recipient_id=alice.pk, currency=eth, amount=UNIT)
+    assert (balance(alice, "ETH"), balance(bob, "ETH")) == (Decimal("12346702.37500001"), Decimal("0.50000000"))
+    with pytest.raises(IntegrityError), transaction.atomic():  # the CHECKs are back on
+        Wallet.objects.filter(user=bob, currency=eth).update(balance=-UNIT)
 
 
 def test_the_sqlite_spelling_is_fixed_width_and_refuses_what_it_cannot_hold_exactly():

@@ -19,6 +19,6 @@ class Migration(migrations.Migration):
             field=wallet_project.core.money_field.MoneyField(decimal_places=8, max_digits=20),
         ),
         migrations.RunPython(
-            sqlite_money_respelled("transactions_transaction", "amount"), migrations.RunPython.noop, elidable=True
+            sqlite_money_respelled("transactions", "Transaction", "amount"), migrations.RunPython.noop, elidable=True
         ),
     ]

@@ -172,20 +172,21 @@ def sqlite_checks_suspended(apps: Any, schema_editor: Any) -> None:
         schema_editor.execute("PRAGMA ignore_check_constraints = ON")
 
 
-def sqlite_money_respelled(table: str, *columns: str) -> Callable[[Any, Any], None]:
-    """A RunPython step: rewrite ``columns`` of ``table`` in the text spelling and re-enable CHECKs."""
+def sqlite_money_respelled(app_label: str, model_name: str, *fields: str) -> Callable[[Any, Any], None]:
+    """A RunPython step: rewrite ``fields`` of the model in the text spelling and re-enable CHECKs."""
 
     def respell(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor != "sqlite":
             return
-        quote = schema_editor.quote_name
-        with schema_editor.connection.cursor() as cursor:
-            # Names are the migration's own constants, quoted; values go as parameters.
-            cursor.execute(f"SELECT id, {', '.join(map(quote, columns))} FROM {quote(table)}")  # noqa: S608
-            assignments = ", ".join(f"{quote(column)} = %s" for column in columns)
-            for pk, *values in cursor.fetchall():
-                spelled = [None if v is None else to_sqlite_text(Decimal(str(v)).quantize(_QUANT)) for v in values]
-                cursor.execute(f"UPDATE {quote(table)} SET {assignments} WHERE id = %s", [*spelled, pk])  # noqa: S608
-            cursor.execute("PRAGMA ignore_check_constraints = OFF")
+        rows = apps.get_model(app_label, model_name)._base_manager.using(schema_editor.connection.alias)
+        for pk, *values in list(rows.values_list("pk", *fields)):
+            # Read back as the float's text ("1.0e-08"), written back as MoneyField spells it.
+            rows.filter(pk=pk).update(
+                **{
+                    name: None if value is None else value.quantize(_QUANT)
+                    for name, value in zip(fields, values, strict=True)
+                }
+            )
+        schema_editor.execute("PRAGMA ignore_check_constraints = OFF")
 
     return respell

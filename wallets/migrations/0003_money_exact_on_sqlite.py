@@ -19,6 +19,6 @@ class Migration(migrations.Migration):
             field=wallet_project.core.money_field.MoneyField(decimal_places=8, default=0, max_digits=20),
         ),
         migrations.RunPython(
-            sqlite_money_respelled("wallets_wallet", "balance"), migrations.RunPython.noop, elidable=True
+            sqlite_money_respelled("wallets", "Wallet", "balance"), migrations.RunPython.noop, elidable=True
         ),
     ]
