@@ -15,7 +15,9 @@ SQL arithmetic cannot be stored by accident. That spelling
 - is summed by ``money_sum`` (``MoneySum``), an aggregate added to every SQLite connection that
   adds Decimals; a plain ``Sum`` arrives as a float, which reading refuses;
 - checks the ledger identity ``balance_after = balance_before + delta`` in integer arithmetic on the
-  integer and fractional parts (``MoneyExact``); other arithmetic on money in SQL is refused.
+  integer and fractional parts (``MoneyExact``). Other money arithmetic in SQL fails loudly (an
+  ``F("balance") + x`` update breaks the spelling CHECK; any other sum in a comparison raises
+  ``NotSupportedError``): on SQLite money is added in Python, under the write lock.
 
 On PostgreSQL nothing changes: the column stays ``numeric(max_digits, decimal_places)`` and values
 pass through as Decimals, with no converter on reads.
@@ -71,18 +73,18 @@ class MoneyField(models.DecimalField):
         # Not "DecimalField": the SQLite backend would read every value through a 15-digit float.
         return "MoneyField"
 
-    def db_type(self, connection) -> str:
+    def db_type(self, connection: Any) -> str:
         if connection.vendor == "sqlite":
             return "decimal_text"  # TEXT affinity: SQLite keeps the characters as written
         return connection.data_types["DecimalField"] % self.db_type_parameters(connection)
 
-    def db_check(self, connection) -> str | None:
+    def db_check(self, connection: Any) -> str | None:
         if connection.vendor != "sqlite":
             return None
         column = self.db_type_parameters(connection)["qn_column"]
         return f"({column} GLOB '{_CANONICAL_GLOB}' OR {column} GLOB '-{_CANONICAL_GLOB}')"
 
-    def get_db_prep_value(self, value, connection, prepared=False):
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
         if connection.vendor != "sqlite":
             return super().get_db_prep_value(value, connection, prepared)
         if not prepared:
@@ -91,7 +93,7 @@ class MoneyField(models.DecimalField):
             return value
         return to_sqlite_text(self.to_python(value), max_digits=self.max_digits)
 
-    def get_db_converters(self, connection) -> list[Callable]:
+    def get_db_converters(self, connection: Any) -> list[Callable]:
         converters = super().get_db_converters(connection)
         if connection.vendor == "sqlite":
             return [*converters, from_sqlite_value]
@@ -101,7 +103,7 @@ class MoneyField(models.DecimalField):
 class MoneySum(Sum):
     """``Sum`` of a money column: SQL's own on PostgreSQL, exact Decimal addition on SQLite."""
 
-    def as_sqlite(self, compiler, connection, **extra_context):
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> tuple[str, Any]:
         return super().as_sql(compiler, connection, function="money_sum", **extra_context)
 
 
@@ -123,7 +125,7 @@ class MoneyExact(Exact):
     integer parts must differ by at most 3 for it to hold, and the product never overflows.
     """
 
-    def as_sqlite(self, compiler, connection):
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, Any]:
         rhs = self.rhs
         if not isinstance(rhs, CombinedExpression):
             return self.as_sql(compiler, connection)
