@@ -2,6 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from wallet_project.core.money_field import MoneyField
+
 
 class BalanceHistory(models.Model):
     """One row per wallet per money movement; rows of a wallet form a hash chain.
@@ -14,9 +16,9 @@ class BalanceHistory(models.Model):
     # Denormalised owner: a user's history is one index range scan.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     transaction = models.ForeignKey("transactions.Transaction", on_delete=models.PROTECT, related_name="history")
-    delta = models.DecimalField(max_digits=21, decimal_places=8)
-    balance_before = models.DecimalField(max_digits=20, decimal_places=8)
-    balance_after = models.DecimalField(max_digits=20, decimal_places=8)
+    delta = MoneyField(max_digits=21, decimal_places=8)
+    balance_before = MoneyField(max_digits=20, decimal_places=8)
+    balance_after = MoneyField(max_digits=20, decimal_places=8)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
     # Position in the wallet's chain, 1-based and gapless (``reconcile`` checks it): page N of a

@@ -208,7 +208,10 @@ def _check_legs(legs: Check) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM transactions_transaction")
         legs.checked = cursor.fetchone()[0]
-        cursor.execute(_LEGS_SQL)
+        # SQLite keeps money as fixed-width text (wallet_project/core/money_field.py): negate by spelling.
+        cursor.execute(
+            _LEGS_SQL if connection.vendor == "postgresql" else _LEGS_SQL.replace("-t.amount", "'-' || t.amount")
+        )
         for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok in cursor.fetchall():
             legs.fail(
                 transaction_id=tx_id,

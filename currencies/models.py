@@ -1,6 +1,8 @@
 from django.db import models
 from django.db.models import Q
 
+from wallet_project.core.money_field import MoneyField
+
 
 class Currency(models.Model):
     code = models.CharField(max_length=16, unique=True)
@@ -10,7 +12,7 @@ class Currency(models.Model):
     is_active = models.BooleanField(default=True)
     # Default currencies get a wallet for every new user.
     is_default = models.BooleanField(default=False)
-    max_transfer_amount = models.DecimalField(max_digits=20, decimal_places=8, null=True, blank=True)
+    max_transfer_amount = MoneyField(max_digits=20, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

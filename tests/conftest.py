@@ -1,6 +1,8 @@
 """Shared fixtures. The suite runs on PostgreSQL: a run against anything else fails loudly."""
 
+import os
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -10,11 +12,19 @@ from tests.accounts.factories import UserFactory
 from transactions.services import deposit_create
 from wallets.models import Wallet
 
+# The one module that also runs on SQLite, the embedded default (it starts that run itself).
+MONEY_SUITE = Path(__file__).parent / "core" / "test_money.py"
+
 
 @pytest.fixture(autouse=True, scope="session")
-def _require_postgresql(django_db_setup, django_db_blocker):
+def _require_postgresql(request, django_db_setup, django_db_blocker):
     from django.db import connection
 
+    if os.environ.get("MONEY_SUITE_ON_SQLITE") == "1":
+        assert connection.vendor == "sqlite", "MONEY_SUITE_ON_SQLITE is the SQLite leg of the money suite"
+        outside = {str(item.path) for item in request.session.items if item.path != MONEY_SUITE}
+        assert not outside, f"only the money suite runs on SQLite, not {sorted(outside)}"
+        return
     assert connection.vendor == "postgresql", (
         "the test suite must run on PostgreSQL (set DATABASE_URL); locking and constraints are only real there"
     )

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from wallet_project.core.money_field import MoneyField
+
 
 class Transaction(models.Model):
     class Type(models.TextChoices):
@@ -26,7 +28,7 @@ class Transaction(models.Model):
     from_wallet = models.ForeignKey("wallets.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     to_wallet = models.ForeignKey("wallets.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     currency = models.ForeignKey("currencies.Currency", on_delete=models.PROTECT, related_name="+")
-    amount = models.DecimalField(max_digits=20, decimal_places=8)
+    amount = MoneyField(max_digits=20, decimal_places=8)
     memo = models.CharField(max_length=256, blank=True, default="")
     hash = models.CharField(max_length=64, unique=True)
     signature = models.CharField(max_length=128)

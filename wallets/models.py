@@ -2,13 +2,15 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from wallet_project.core.money_field import MoneyField
+
 GENESIS_HASH = "0" * 64
 
 
 class Wallet(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallets")
     currency = models.ForeignKey("currencies.Currency", on_delete=models.PROTECT, related_name="wallets")
-    balance = models.DecimalField(max_digits=20, decimal_places=8, default=0)
+    balance = MoneyField(max_digits=20, decimal_places=8, default=0)
     # entry_hash of the wallet's newest balance-history row: the head of its hash chain, read under
     # the same row lock as the balance so the next entry can be chained without another query.
     audit_head = models.CharField(max_length=64, default=GENESIS_HASH, editable=False)

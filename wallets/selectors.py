@@ -4,13 +4,14 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from audit.models import BalanceHistory
 from currencies.models import Currency
 from wallet_project.core import exceptions as errors
 from wallet_project.core.money import format_amount
+from wallet_project.core.money_field import MoneySum
 from wallets.models import Wallet
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$", re.ASCII)
@@ -58,9 +59,9 @@ def wallet_stats(*, user_id: int, currency: Currency, window: timedelta) -> dict
     rows = BalanceHistory.objects.filter(user_id=user_id, wallet__currency=currency, created_at__gte=since)
     agg = rows.aggregate(
         count=Count("id"),
-        sent=Sum("delta", filter=Q(delta__lt=0)),
-        received=Sum("delta", filter=Q(delta__gt=0)),
-        change=Sum("delta"),
+        sent=MoneySum("delta", filter=Q(delta__lt=0)),
+        received=MoneySum("delta", filter=Q(delta__gt=0)),
+        change=MoneySum("delta"),
     )
     zero = Decimal(0)
     return {
