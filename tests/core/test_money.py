@@ -66,8 +66,8 @@ def stored_legs(tx: Transaction) -> list[tuple[Decimal, Decimal, Decimal]]:
     )
 
 
-def test_a_deposit_of_sixteen_significant_digits_is_stored_exactly(user_factory, client_for, eth):
-    staff, bob = user_factory(is_staff=True), user_factory()
+def test_a_deposit_of_sixteen_significant_digits_is_stored_exactly(user_factory, cashier_factory, client_for, eth):
+    staff, bob = cashier_factory(), user_factory()
 
     response = client_for(staff).post(
         "/deposits", {"user_id": bob.pk, "currency": "ETH", "amount": "12345678.12345678"}, format="json"

@@ -9,7 +9,6 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
-
         from .money_field import register_sqlite_functions
 
         connection_created.connect(register_sqlite_functions, dispatch_uid="core.money_sum")
