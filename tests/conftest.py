@@ -1,5 +1,6 @@
 """Shared fixtures. The suite runs on PostgreSQL: a run against anything else fails loudly."""
 
+import types
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark every test that leaves the process (``make check`` deselects them; ``make test`` runs them).
 
     Keyed on the directory (tests/deploy, tests/soak), on the fixtures a test uses, and on what its module
-    imports (the live-server helpers, Playwright): those start gunicorn, a broker, a browser or tools.
+    imports (the live-server helpers, Playwright, subprocess): gunicorn, a broker, a browser or tools.
     """
     for item in items:
         path = Path(str(item.path)).resolve()
@@ -36,9 +37,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         wanted |= {marker for marker, names in OUT_OF_PROCESS_FIXTURES.items() if fixtures & names}
         module = getattr(item, "module", None)
+        runs_processes = False
         for value in vars(module).values() if module is not None else ():
+            if isinstance(value, types.ModuleType) and value.__name__ == "subprocess":
+                runs_processes = True  # the app or a tool in another process
+                continue
             source = getattr(value, "__module__", None) or ""
             wanted |= {m for prefix, m in IMPORT_MARKERS.items() if source == prefix or source.startswith(prefix + ".")}
+        if runs_processes and not wanted:
+            wanted.add("live")
         for marker in sorted(wanted - {m.name for m in item.iter_markers()}):
             item.add_marker(marker)
 
