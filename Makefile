@@ -1,19 +1,29 @@
 # Two commands on a fresh machine:  `make run` (API on SQLite) and `make test` (suite on PostgreSQL).
+# `make check` is the quick loop while working: the in-process tests on a reused test database.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Tests that leave the process (tests/conftest.py sets the markers); `make check` leaves them to `make test`.
+OUT_OF_PROCESS := live or broker or deploy or browser or soak
 
-.PHONY: venv run test lint format migrate seed soak clean bench
+.PHONY: venv dev run test test-setup check lint format migrate seed soak clean bench
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
+# Two stamps: running the API needs requirements.txt only; tests and tools need requirements-dev.txt.
+$(BIN)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-venv: $(BIN)/.installed
+venv: $(BIN)/.runtime
+
+dev: $(BIN)/.dev
 
 migrate: venv
 	DJANGO_ENV=local $(BIN)/python manage.py migrate --noinput
@@ -25,24 +35,33 @@ run: migrate
 seed: migrate
 	DJANGO_ENV=local $(BIN)/python manage.py seed_demo
 
-test: venv
-	$(BIN)/ruff check .
+# Services, newman and chromium, installed or started only when missing (scripts/test-setup.sh).
+test-setup:
+	scripts/test-setup.sh
+
+# The whole suite, nothing deselected but the soak runs; CI runs exactly this (.ci/run).
+test: dev test-setup lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# In-process tests only, on the kept test database; PYTEST_ARGS=--lf reruns what failed last time.
+check: dev
+	scripts/services.sh
+	$(BIN)/pytest --reuse-db -m "not ($(OUT_OF_PROCESS))" $(PYTEST_ARGS)
+
 # Fault injection, long load and API fuzzing on live servers (tests/soak, tests/security: -m soak).
-soak: venv
+soak: dev test-setup
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
-lint: venv
+lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: venv
+format: dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 # API throughput against the database's own ceiling (docs/benchmarks.md); BENCH_ARGS="-s uniform -d 30".
-bench: venv
+bench: dev
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

@@ -22,10 +22,7 @@ import pwd
 import random
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,29 +30,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+from devtools import liveserver
+from devtools.liveserver import BIN, ROOT, free_port  # tests import these from here
+
 DEFAULT_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+PREFIX = "sec_"  # live-test databases; nothing else is ever dropped
 
 
 # --- databases -----------------------------------------------------------------------------------
 
 
+def _server_url() -> str:
+    return os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL
+
+
 def database_url(name: str) -> str:
     """``DATABASE_URL`` (server, user) pointed at database ``name``."""
-    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_ADMIN_URL)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+    return liveserver.with_database(_server_url(), name)
 
 
 def connect(name: str = "postgres", **kwargs: Any) -> psycopg.Connection:
     """A plain psycopg connection (autocommit) to database ``name`` on the test server."""
-    kwargs.setdefault("autocommit", True)
-    return psycopg.connect(database_url(name).replace("postgres://", "postgresql://", 1), **kwargs)
+    return liveserver.connect(_server_url(), name, **kwargs)
 
 
 def sql(dbname: str, query: str, params: Iterable[Any] | None = None) -> list[tuple]:
@@ -64,16 +64,12 @@ def sql(dbname: str, query: str, params: Iterable[Any] | None = None) -> list[tu
 
 
 def create_database(prefix: str, *, template: str | None = None) -> str:
-    name = f"sec_{prefix}_{secrets.token_hex(4)}"
-    with connect() as conn:
-        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
-    return name
+    name = f"{PREFIX}{prefix}_{secrets.token_hex(4)}"
+    return liveserver.create_database(_server_url(), name, prefix=PREFIX, template=template)
 
 
 def drop_database(name: str) -> None:
-    assert name.startswith("sec_"), f"refusing to drop {name!r}: live-test databases are named sec_*"
-    with connect() as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    liveserver.drop_database(_server_url(), name, prefix=PREFIX)
 
 
 @contextlib.contextmanager
@@ -241,69 +237,21 @@ def run_concurrently(tasks: list[Callable[[], Any]], *, threads: int) -> list[An
         return list(pool.map(guarded, tasks))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # --- the server ----------------------------------------------------------------------------------------
 
 
-class LiveServer:
-    """``gunicorn -c gunicorn.conf.py`` on a free port, with the given environment."""
+class LiveServer(liveserver.Gunicorn):
+    """``gunicorn -c gunicorn.conf.py`` on a free port, with the given environment; its log in a temporary file."""
 
     def __init__(self, env: dict[str, str], *, workers: int = 3) -> None:
-        self.port = free_port()
-        self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKERS": str(workers)}
-        self.log = tempfile.NamedTemporaryFile(prefix="sec_gunicorn_", suffix=".log", delete=False)  # noqa: SIM115
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
+        log = tempfile.NamedTemporaryFile(prefix="sec_gunicorn_", suffix=".log", delete=False)  # noqa: SIM115
+        super().__init__(env, log=log, workers=workers)
 
     def start(self, *, timeout: float = 60) -> None:
-        self.process = subprocess.Popen(
-            # Each test server has its own control socket path or none: several run on one machine.
-            [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--no-control-socket"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        http = Http("127.0.0.1", self.port, timeout=2)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"gunicorn exited early:\n{self.log_text()[-4000:]}"
-            with contextlib.suppress(OSError):
-                if http.get("/health").status == 200 and len(self.worker_pids()) >= int(self.env["GUNICORN_WORKERS"]):
-                    return
-            time.sleep(0.2)
-        raise AssertionError(f"gunicorn did not become healthy in {timeout}s:\n{self.log_text()[-4000:]}")
-
-    def worker_pids(self) -> list[int]:
-        """The master's live children (its workers), read from /proc."""
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == self.pid and fields[0] != "Z":
-                    pids.append(int(stat.parent.name))
-        return sorted(pids)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            super().start(timeout=timeout)
+        except liveserver.ServerError as exc:
+            raise AssertionError(f"{exc}:\n{self.log_text()[-4000:]}") from None
 
     def log_text(self) -> str:
         self.log.flush()

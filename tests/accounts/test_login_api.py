@@ -71,7 +71,7 @@ def test_unknown_user_wrong_password_and_inactive_user_get_the_same_401(api):
 
 
 @pytest.mark.parametrize("prefix", [b"2a", b"2b"])
-def test_a_legacy_go_bcrypt_hash_logs_in_and_is_upgraded_to_argon2(api, prefix):
+def test_a_legacy_go_bcrypt_hash_logs_in_and_is_upgraded_to_argon2(api, prefix, production_hashers):
     legacy = bcrypt.hashpw(b"go service pass", bcrypt.gensalt(rounds=10, prefix=prefix)).decode()
     assert legacy.startswith(f"${prefix.decode()}$10$")
     user = UserFactory(username="gopher", password=f"bcrypt_legacy${legacy}")

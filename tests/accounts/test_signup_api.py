@@ -20,7 +20,7 @@ def signup(api, **overrides):
     return api.post("/users", body, format="json")
 
 
-def test_signup_answers_201_with_the_user_and_a_wallet_per_default_currency(api):
+def test_signup_answers_201_with_the_user_and_a_wallet_per_default_currency(api, production_hashers):
     response = signup(api)
 
     assert response.status_code == 201, response.content

@@ -112,7 +112,7 @@ def redis_url() -> str:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis is not running at {url} (.ci/run starts it): {exc}")
+        pytest.fail(f"Redis is not running at {url} (make test starts it): {exc}")
     return url
 
 

@@ -78,7 +78,7 @@ def test_newman_is_pinned_and_locked():
 
 
 def test_newman_runs_the_collection_without_a_failure(api_server, collection, tmp_path):
-    assert NEWMAN.exists(), "newman is not installed: run `npm ci --prefix postman` (.ci/run does)"
+    assert NEWMAN.exists(), "newman is not installed: run `npm ci --prefix postman` (make test does)"
     assert shutil.which("node"), "node is not installed"
     report = tmp_path / "newman.json"
     result = subprocess.run(

@@ -1,7 +1,7 @@
 """End to end in a real headless browser: Debian's chromium driven by Playwright against a live server.
 
-The browser is the system's /usr/bin/chromium (``.ci/run`` installs it); Playwright never downloads
-one. A missing browser fails this test: it does not skip.
+The browser is the system's /usr/bin/chromium (``make test`` installs it; ``CHROMIUM`` names another);
+Playwright never downloads one. A missing browser fails this test: it does not skip.
 """
 
 import contextlib
@@ -18,7 +18,8 @@ from playwright.sync_api import Page, sync_playwright
 from tests.accounts.factories import PASSWORD, UserFactory
 from transactions.services import transfer_create
 
-CHROMIUM = "/usr/bin/chromium"
+# scripts/test-setup.sh reads the same variable, so set-up and test agree on the browser.
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -35,7 +36,7 @@ TIMEOUT_MS = 20_000
 @contextlib.contextmanager
 def chromium_page() -> Iterator[tuple[Page, list[str]]]:
     """A page in Debian's chromium, and the console errors and uncaught exceptions seen on it."""
-    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)"
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: apt-get install -y chromium (make test does)"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(accept_downloads=True)

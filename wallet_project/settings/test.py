@@ -17,3 +17,8 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("CURRENCY_CACHE_SECONDS", "0")
 
 from .base import *  # noqa: E402, F403
+
+# Argon2 costs tens of milliseconds per hash by design; tests that are not about hashing use MD5. The
+# production hashers stay listed (existing hashes verify); tests about hashing use the
+# `production_hashers` fixture (tests/conftest.py).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]  # noqa: F405

@@ -1,0 +1,71 @@
+"""Benchmark settings shared by every part: paths, the database names, scenarios and goals, options."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BENCH = ROOT / "bench"
+
+LUA = BENCH / "lua"
+
+RESULTS = BENCH / "results"
+# The yardstick (pgbench scripts): in the repository, so any clone can run the benchmark.
+REFERENCE = BENCH / "reference"
+
+PY = Path(sys.executable)
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+DB_API, DB_API_TEMPLATE, DB_READS, DB_CEILING = "bench_api", "bench_api_template", "bench_reads", "bench_ceiling"
+
+SCENARIOS = ["uniform", "hot", "history_page1", "history_deep", "reconcile"]
+
+ALIASES = {"reads": ["history_page1", "history_deep"], "transfers": ["uniform", "hot"], "all": SCENARIOS}
+
+# Goals from the issue: ratio to the ceiling, latency, errors.
+GOALS = {
+    "uniform": {"ratio": 0.35, "p99_ms": 60, "errors": 0},
+    "hot": {"ratio": 0.55, "errors": 0, "deadlocks": 0},
+    "history_page1": {"p99_ms": 20, "errors": 0},
+    "history_deep": {"p99_ms": 20, "errors": 0},
+    "reconcile": {"seconds": 60},
+}
+
+# Fixed so the cached 1,000,000-transaction dataset's receipts keep verifying across runs.
+RECEIPT_KEY = hashlib.sha256(b"wallet-api benchmark receipts (not a production key)").hexdigest()
+
+SECRET_KEY = secrets.token_urlsafe(48)
+
+JWT_SECRET = secrets.token_urlsafe(36)
+
+ADMIN_URL = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/postgres"
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+@dataclass
+class Options:
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    users: int
+    raw: Path
+    yardstick: Path
+    idempotency: bool
+    reads_transactions: int
+    reads_hot: int
+    page_size: int
+    deep_page: int | None
+    timeout: str = "10s"
+    ceilings: list[dict] = field(default_factory=list)
+    # scenario -> (database, wrk script, script environment), for --profile
+    recipes: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)

@@ -1,0 +1,279 @@
+"""The load runs: wrk against the server with CPU and database counters around it, one function per scenario."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+from bench.ceiling import ceiling
+from bench.config import (
+    DB_API,
+    DB_READS,
+    GOALS,
+    LUA,
+    PY,
+    Options,
+    log,
+)
+from bench.cpu import CLK_TCK, cpu_delta, cpu_of, machine_cpu, proc_cpu, run_measured
+from bench.db import (
+    admin,
+    backend_pids,
+    db_stats,
+    mint,
+)
+from bench.server import Server, bench_env, probe, read_tokens
+
+
+def wrk(
+    opts: Options, *, name: str, url: str, script: str, env: dict[str, str], duration: int, connections: int = 0
+) -> dict:
+    env = {**os.environ, "BENCH_LUA_DIR": str(LUA), **env}
+    cmd = [
+        "wrk",
+        f"-t{opts.threads}",
+        f"-c{connections or opts.connections}",
+        f"-d{duration}s",
+        "--timeout",
+        opts.timeout,
+        "-s",
+        str(LUA / script),
+        url,
+    ]
+    out = opts.raw / f"wrk_{name}.txt"
+    code, wall, cpu, _ = run_measured(cmd, env=env, out=out)
+    text = out.read_text(errors="replace")
+    match = re.search(r"^BENCH_JSON (.*)$", text, re.M)
+    if code != 0 or not match:
+        raise SystemExit(f"wrk failed for {name} (exit {code}):\n{text[-2000:]}")
+    result = json.loads(match.group(1))
+    result["wrk_cpu_s"] = round(cpu, 3)
+    result["wall_s"] = round(wall, 3)
+    return result
+
+
+def measure(opts: Options, server: Server, *, name: str, database: str, script: str, env: dict[str, str]) -> dict:
+    """Warm up, then one measured wrk run with CPU and database counters around it."""
+    stats0 = db_stats(database)
+    warm = {"requests": 0, "statuses": {}, "errors": {}}
+    if opts.warmup > 0:
+        warm = wrk(opts, name=f"{name}_warmup", url=server.url, script=script, env=env, duration=opts.warmup)
+    workers, backends = server.workers(), backend_pids(database)
+    app0, db0, master0 = cpu_of(workers), cpu_of(backends), proc_cpu(server.proc.pid)
+    app_user0 = {p: proc_cpu(p, user_only=True) or 0.0 for p in workers}
+    busy0, total0 = machine_cpu()
+    retries0 = server.log_count("retrying transaction")
+    result = wrk(opts, name=name, url=server.url, script=script, env=env, duration=opts.duration)
+    busy1, total1 = machine_cpu()
+    app1, db1 = cpu_of(server.workers()), cpu_of(backend_pids(database))
+    app_user1 = {p: proc_cpu(p, user_only=True) or 0.0 for p in app1}
+    master1 = proc_cpu(server.proc.pid)
+    n = max(1, result["requests"])
+    seconds = result["duration_us"] / 1e6
+    statuses = result["statuses"]
+    ok = sum(v for k, v in statuses.items() if k.startswith("2"))
+    socket_errors = sum(result["errors"][k] for k in ("connect", "read", "write", "timeout"))
+    app_cpu, db_cpu = cpu_delta(app0, app1), cpu_delta(db0, db1)
+    machine_busy = (busy1 - busy0) / CLK_TCK
+    ours = app_cpu + db_cpu + (master1 - master0) + result["wrk_cpu_s"]
+    lat = result["latency_us"]
+    return {
+        "scenario": name,
+        "requests": result["requests"],
+        "seconds": round(seconds, 2),
+        "rps": round(result["requests"] / seconds, 1),
+        "ok": ok,
+        "p50_ms": lat["p50"] / 1000,
+        "p90_ms": lat["p90"] / 1000,
+        "p95_ms": lat["p95"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "p999_ms": lat["p999"] / 1000,
+        "max_ms": lat["max"] / 1000,
+        "mean_ms": round(lat["mean"] / 1000, 2),
+        "statuses": statuses,
+        "errors_non_2xx": result["requests"] - ok,
+        "errors_socket": socket_errors,
+        "errors_socket_detail": result["errors"],
+        "errors": result["requests"] - ok + socket_errors,
+        "app_cpu_ms_per_request": round(1000 * app_cpu / n, 3),
+        "app_user_cpu_ms_per_request": round(1000 * cpu_delta(app_user0, app_user1) / n, 3),
+        "db_cpu_ms_per_request": round(1000 * db_cpu / n, 3),
+        "app_workers": len(workers),
+        "workers_restarted": sorted(set(workers) ^ set(server.workers())),
+        "db_backends": len(backends),
+        "wrk_cpu_s": result["wrk_cpu_s"],
+        "machine_busy_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
+        "other_cpu_s": round(machine_busy - ours, 2),
+        "retries_logged": server.log_count("retrying transaction") - retries0,
+        "warmup_requests": warm["requests"],
+        "warmup_ok": sum(v for k, v in warm["statuses"].items() if k.startswith("2")),
+        "warmup_socket_errors": sum(warm["errors"].get(k, 0) for k in ("connect", "read", "write", "timeout")),
+        "_stats_before": stats0,
+    }
+
+
+def finish(opts: Options, row: dict, *, database: str, nwallets: int) -> dict:
+    """The ceiling right after the API run, the ratio, and the database counters (flushed by then)."""
+    ceil = ceiling(opts, nwallets=nwallets, label=row["scenario"])
+    stats0, stats1 = row.pop("_stats_before"), db_stats(database)
+    total = max(1, row["requests"] + row["warmup_requests"])
+    row.update(
+        ceiling_tps=ceil["tps"],
+        ceiling_p99_ms=ceil["p99_ms"],
+        ceiling_nwallets=nwallets,
+        ratio=round(row["rps"] / ceil["tps"], 3),
+        db_xacts_per_request=round(
+            (stats1["xact_commit"] - stats0["xact_commit"] + stats1["xact_rollback"] - stats0["xact_rollback"]) / total,
+            2,
+        ),
+        db_rollbacks=stats1["xact_rollback"] - stats0["xact_rollback"],
+        deadlocks=stats1["deadlocks"] - stats0["deadlocks"],
+    )
+    goals = GOALS.get(row["scenario"], {})
+    verdicts = {}
+    if "ratio" in goals:
+        verdicts["ratio"] = row["ratio"] >= goals["ratio"]
+    if "p99_ms" in goals:
+        verdicts["p99_ms"] = row["p99_ms"] <= goals["p99_ms"]
+    if "errors" in goals:
+        verdicts["errors"] = row["errors"] <= goals["errors"]
+    if "deadlocks" in goals:
+        verdicts["deadlocks"] = row["deadlocks"] <= goals["deadlocks"]
+    row["goals"] = {"targets": goals, "met": verdicts, "all_met": all(verdicts.values())}
+    log(
+        f"  {row['scenario']}: {row['rps']} req/s, p50/p95/p99 {row['p50_ms']}/{row['p95_ms']}/{row['p99_ms']} ms, "
+        f"errors {row['errors']}, ratio {row['ratio']}"
+    )
+    return row
+
+
+def transfer_scenarios(opts: Options, names: list[str], results: dict) -> dict:
+    uniform_tokens = mint(opts, DB_API, "uniform", "--all")
+    users = sorted({uid for uid, _ in read_tokens(uniform_tokens)})
+    hot_tokens = mint(opts, DB_API, "hot", "--user-id", str(users[0]), "--user-id", str(users[1]), "--per-user", "8")
+    amount = "0.000001"
+    acknowledged = unanswered = 0
+    with Server(database=DB_API, logfile=opts.raw / "gunicorn_api.log") as server:
+        uid, token = read_tokens(uniform_tokens)[0]
+        probe(
+            f"{server.url}/wallet/transfer",
+            token,
+            method="POST",
+            body={"to_user_id": users[1], "currency": "USDT", "amount": amount},
+        )
+        acknowledged += 1
+        for name in names:
+            tokens = uniform_tokens if name == "uniform" else hot_tokens
+            env = {
+                "BENCH_TOKENS": str(tokens),
+                "BENCH_AMOUNT": amount,
+                "BENCH_IDEMPOTENCY": "1" if opts.idempotency else "0",
+            }
+            log(f"scenario {name}: {opts.connections} connections, {opts.duration}s after {opts.warmup}s warm-up")
+            opts.recipes[name] = (DB_API, "transfer.lua", env)
+            row = measure(opts, server, name=name, database=DB_API, script="transfer.lua", env=env)
+            acknowledged += row["ok"] + row["warmup_ok"]
+            # wrk stops with up to one request in flight per connection, and a timed-out request may
+            # still commit: those transfers are recorded without a 2xx having been seen.
+            unanswered += (
+                row["errors_socket"] + row["warmup_socket_errors"] + opts.connections * (2 if opts.warmup else 1)
+            )
+            results[name] = finish(opts, row, database=DB_API, nwallets=1000 if name == "uniform" else 2)
+    return {"acknowledged_transfers": acknowledged, "unanswered_bound": unanswered, "users": users}
+
+
+def history_scenarios(opts: Options, names: list[str], results: dict, hot_user: int) -> None:
+    tokens = mint(opts, DB_READS, "history", "--user-id", str(hot_user), "--per-user", str(opts.connections))
+    last_page = math.ceil(opts.reads_hot / opts.page_size)
+    pages = {"history_page1": 1, "history_deep": opts.deep_page or last_page}
+    with Server(database=DB_READS, logfile=opts.raw / "gunicorn_reads.log") as server:
+        for name in names:
+            path = f"/transactions/{hot_user}?page={pages[name]}&page_size={opts.page_size}"
+            body = probe(server.url + path, read_tokens(tokens)[0][1])
+            if not body.get("data"):
+                raise SystemExit(f"{path} returned no rows: {body.get('pagination')}")
+            log(f"scenario {name}: GET {path} (total {body['pagination']['total']:,})")
+            opts.recipes[name] = (DB_READS, "get.lua", {"BENCH_TOKENS": str(tokens), "BENCH_PATH": path})
+            row = measure(
+                opts,
+                server,
+                name=name,
+                database=DB_READS,
+                script="get.lua",
+                env={"BENCH_TOKENS": str(tokens), "BENCH_PATH": path},
+            )
+            row.update(path=path, page=pages[name], history_total=body["pagination"]["total"])
+            results[name] = finish(opts, row, database=DB_READS, nwallets=1000)
+            # With 16 connections latency is mostly queueing (p50 ~ 16 / throughput); one connection shows
+            # the service time of the request itself.
+            env = opts.recipes[name][2]
+            one = wrk(
+                opts,
+                name=f"{name}_1conn",
+                url=server.url,
+                script="get.lua",
+                env=env,
+                duration=opts.duration,
+                connections=1,
+            )
+            lat = one["latency_us"]
+            results[name]["single_connection"] = {
+                "rps": round(one["requests"] / (one["duration_us"] / 1e6), 1),
+                "p50_ms": lat["p50"] / 1000,
+                "p95_ms": lat["p95"] / 1000,
+                "p99_ms": lat["p99"] / 1000,
+                "errors": one["requests"]
+                - sum(v for k, v in one["statuses"].items() if k.startswith("2"))
+                + sum(one["errors"].values()),
+            }
+            log(f"  {name} with one connection: p50/p99 {lat['p50'] / 1000}/{lat['p99'] / 1000} ms")
+
+
+def run_reconcile(opts: Options, database: str, label: str) -> dict:
+    out = opts.raw / f"reconcile_{label}.json"
+    cmd = [str(PY), "manage.py", "reconcile", "--json"]
+    code, wall, cpu, rss_kib = run_measured(
+        cmd, env=bench_env(database), out=out, err=opts.raw / f"reconcile_{label}.stderr.txt"
+    )
+    text = out.read_text(errors="replace")
+    try:
+        report = json.loads(text)
+    except json.JSONDecodeError:
+        report = {}
+    with admin(database) as conn:
+        transactions = conn.execute("SELECT COUNT(*) FROM transactions_transaction").fetchone()[0]
+        history = conn.execute("SELECT COUNT(*) FROM audit_balancehistory").fetchone()[0]
+    return {
+        "database": database,
+        "exit_code": code,
+        "ok": code == 0 and report.get("ok") is True,
+        "seconds": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mb": round(rss_kib / 1024, 1),
+        "reported_seconds": report.get("seconds"),
+        "transactions": transactions,
+        "balance_history_rows": history,
+        "checks": {
+            c["name"]: {"checked": c["checked"], "mismatches": c["mismatches"]} for c in report.get("checks", [])
+        },
+    }
+
+
+def reconcile_scenario(opts: Options, results: dict) -> None:
+    log(f"scenario reconcile: manage.py reconcile --json over {DB_READS}")
+    row = run_reconcile(opts, DB_READS, "reads")
+    ceil = ceiling(opts, nwallets=1000, label="reconcile")
+    row.update(
+        scenario="reconcile",
+        ceiling_tps=ceil["tps"],
+        ceiling_nwallets=1000,
+        goals={
+            "targets": GOALS["reconcile"],
+            "met": {"seconds": row["seconds"] <= GOALS["reconcile"]["seconds"], "ok": row["ok"]},
+        },
+    )
+    row["goals"]["all_met"] = all(row["goals"]["met"].values())
+    results["reconcile"] = row
+    log(f"  reconcile: {row['seconds']} s, peak RSS {row['peak_rss_mb']} MB, ok={row['ok']}")
