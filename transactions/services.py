@@ -153,6 +153,7 @@ def ledger_post(
 
     with transaction.atomic(savepoint=False):
         if idempotency is not None:
+            assert owner_id is not None  # an idempotency key belongs to a user: callers pass both
             record = idempotency_claim(
                 user_id=owner_id, key=idempotency.key, scope=idempotency.scope, fingerprint=idempotency.fingerprint
             )
@@ -190,6 +191,7 @@ def ledger_post(
             failure = errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
         if failure is not None:
             if idempotency is not None:
+                assert owner_id is not None
                 idempotency_store(
                     user_id=owner_id,
                     key=idempotency.key,
@@ -201,7 +203,7 @@ def ledger_post(
 
         legs = []
         for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
-            if wallet is None:
+            if wallet is None or user_id is None:  # (a wallet is only ever found by its user id)
                 continue
             wallet_id, before, prev_hash, _, entries = wallet
             after = before + delta
@@ -219,6 +221,7 @@ def ledger_post(
         tx.to_wallet_id = target[0] if target else None
         outbox_event = _write(tx, legs, outbox)
         if idempotency is not None:
+            assert owner_id is not None
             idempotency_store(
                 user_id=owner_id,
                 key=idempotency.key,
@@ -269,6 +272,8 @@ def _sender_token_valid(sender_id: int | None, source: tuple | None, token_versi
     if source is not None:  # the locked row came with its owner, who is active (transfers join on it)
         return source[3] == token_version
     # No wallet row: tell "no such wallet" from "no such account" (rare, so a query of its own).
+    if sender_id is None:
+        return False
     return User.objects.filter(pk=sender_id, is_active=True, token_version=token_version).exists()
 
 

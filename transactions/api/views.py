@@ -22,7 +22,7 @@ from wallet_project.core.authentication import unverified_token_version
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
-from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
 from wallet_project.core.schema import errors as error_responses
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -159,7 +159,7 @@ class ReceiptViewSet(viewsets.ViewSet):
         summary="Public receipt of a transaction (parties and staff also see user ids)",
         responses={200: ReceiptOut, **error_responses(404)},
         tags=["transactions"],
-        auth=[{}, {"jwtAuth": []}],
+        auth=security({}, {"jwtAuth": []}),
     )
     def retrieve(self, request, tx_hash: str):
         tx = transaction_get_by_hash(tx_hash=tx_hash)
@@ -169,7 +169,7 @@ class ReceiptViewSet(viewsets.ViewSet):
         summary="Ed25519 public key that verifies receipt signatures",
         responses={200: PublicKeyOut},
         tags=["transactions"],
-        auth=[{}],
+        auth=security({}),
     )
     def public_key(self, request):
         return Response(

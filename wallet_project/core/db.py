@@ -24,8 +24,9 @@ def prepared_cursor():
     if connection.connection.prepare_threshold is None:
         return connection.cursor()
     with connection.wrap_database_errors:
-        # As BaseDatabaseWrapper._cursor does, with psycopg's server-binding cursor in place of the ORM's.
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+        # As BaseDatabaseWrapper._cursor does, with psycopg's server-binding cursor in place of the ORM's
+        # (_prepare_cursor is private: django-stubs leaves it out).
+        return connection._prepare_cursor(psycopg.Cursor(connection.connection))  # type: ignore[attr-defined]
 
 
 def int8(value: int | None) -> Int8 | None:

@@ -80,7 +80,8 @@ def delivery_error_text(err: KafkaError | None) -> str:
 
 def ensure_topic(*, bootstrap: str, topic: str, partitions: int | None = None, replication: int | None = None) -> bool:
     """Create ``topic`` if the broker does not have it; True once it exists. Never raises."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger})
+    # The stub allows only scalar settings, but the client takes a "logger" object as Producer() does.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger})  # type: ignore[dict-item]
     try:
         if topic in admin.list_topics(timeout=TOPIC_TIMEOUT_S).topics:
             return True

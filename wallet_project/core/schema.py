@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
@@ -41,6 +43,13 @@ def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
         (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, ""))
         for status in statuses
     }
+
+
+def security(*requirements: dict[str, list[str]]) -> Any:
+    """For ``extend_schema(auth=...)``: the operation's OpenAPI security requirements, ``security({})``
+    meaning none. drf-spectacular annotates ``auth`` as ``Sequence[str]`` but copies it into the
+    schema as it is, so it takes requirement objects; ``Any`` keeps that mismatch in this one place."""
+    return list(requirements)
 
 
 def int_query(minimum: int = 1, maximum: int = 10**18 - 1) -> dict:

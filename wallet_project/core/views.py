@@ -19,12 +19,13 @@ from rest_framework.response import Response
 
 from . import publisher
 from .models import OutboxEvent
+from .schema import security
 
 
 @extend_schema(
     summary="Liveness: touches nothing",
     tags=["ops"],
-    auth=[{}],
+    auth=security({}),
     responses={200: inline_serializer("Health", {"status": serializers.CharField()})},
 )
 @api_view(["GET"])
@@ -39,7 +40,7 @@ def health(request):
 @extend_schema(
     summary="Readiness: database reachable, broker state, outbox backlog",
     tags=["ops"],
-    auth=[{}],
+    auth=security({}),
     responses={
         200: inline_serializer(
             "Ready",
