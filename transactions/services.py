@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -234,7 +235,9 @@ def ledger_post(
     return tx
 
 
-def _wallet_lock_queryset(user_ids: list[int], currency_id: int, *, active_only: bool):
+def _wallet_lock_queryset(
+    user_ids: list[int], currency_id: int, *, active_only: bool
+) -> QuerySet[Wallet, tuple[int, int, Decimal, str, int, int]]:
     wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency_id=currency_id)
     if active_only:
         # A deactivated user neither sends nor receives: as unknown by id as by name.

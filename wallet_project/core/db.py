@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from psycopg.types.numeric import Int8
 
 
-def prepared_cursor():
+def prepared_cursor() -> CursorWrapper:
     """A Django cursor whose statements PostgreSQL parses and plans once per connection.
 
     The ORM binds parameters client-side (its SQL is not always preparable), so its statements are

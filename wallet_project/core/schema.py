@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+if TYPE_CHECKING:  # annotations only
+    from drf_spectacular.openapi import AutoSchema
+    from drf_spectacular.utils import Direction
 
 Problem = inline_serializer(
     name="Problem",
@@ -73,7 +77,7 @@ class JWTAuthenticationScheme(SimpleJWTScheme):
 class IdFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "wallet_project.core.fields.IdField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
@@ -83,12 +87,12 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
     target_class = "wallet_project.core.fields.StrictSerializer"
     match_subclasses = True
 
-    def map_serializer(self, auto_schema, direction):
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {**auto_schema._map_basic_serializer(self.target, direction), "additionalProperties": False}
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "wallet_project.core.money.AmountField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number", "example": 12.5}]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -15,6 +16,7 @@ from rest_framework.decorators import (
 )
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import publisher
@@ -33,7 +35,7 @@ from .schema import security
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
 @throttle_classes([])  # probes are never rate limited
-def health(request):
+def health(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
@@ -62,7 +64,7 @@ def health(request):
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
 @throttle_classes([])
-def ready(request):
+def ready(request: Request) -> Response:
     kafka = publisher.broker_state()
     try:
         with connection.cursor() as cursor:
@@ -74,7 +76,7 @@ def ready(request):
 
 
 @csrf_exempt
-def not_found(request):
+def not_found(request: HttpRequest) -> JsonResponse:
     from .exceptions import handler404
 
     return handler404(request)
