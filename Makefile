@@ -8,7 +8,7 @@ PORT ?= 8000
 # Tests that leave the process (tests/conftest.py sets the markers); `make check` leaves them to `make test`.
 OUT_OF_PROCESS := live or broker or deploy or browser or soak
 
-.PHONY: venv dev run test test-setup check lint format migrate seed soak clean bench
+.PHONY: venv dev run test test-setup check lint typecheck format migrate seed soak clean bench
 
 # Two stamps: running the API needs requirements.txt only; tests and tools need requirements-dev.txt.
 $(BIN)/.runtime: requirements.txt
@@ -52,9 +52,15 @@ check: dev
 soak: dev test-setup
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
+# Lint, format and types: part of `make test`.
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# The application code against django-stubs and djangorestframework-stubs ([tool.mypy] in pyproject.toml).
+typecheck: dev
+	$(BIN)/mypy
 
 format: dev
 	$(BIN)/ruff format .

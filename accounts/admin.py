@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpResponseRedirect
 
 from accounts.models import User
 from accounts.services import user_revoke_tokens
@@ -14,7 +15,7 @@ class WalletInline(admin.TabularInline):
     """Balances change only through the ledger services, never by editing a row here."""
 
     model = Wallet
-    fields = ["currency", "display_balance", "created_at", "updated_at"]
+    fields = ("currency", "display_balance", "created_at", "updated_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -47,7 +48,9 @@ class UserAdmin(DjangoUserAdmin):
         response = super().user_change_password(request, id, form_url)
         # A new password must also end the sessions of whoever knew the old one: every access and
         # refresh token issued before now stops working, as with POST /users/me/password.
-        changed = response.status_code == 302 and response.url != request.get_full_path()  # not "try again"
+        changed = (  # redirected, and not back to the form ("try again")
+            isinstance(response, HttpResponseRedirect) and response.url != request.get_full_path()
+        )
         if request.method == "POST" and changed:
             user = self.get_object(request, unquote(id))
             if user is not None:

@@ -26,7 +26,8 @@ class LegacyBcryptHasher(BasePasswordHasher):
         raise NotImplementedError
 
     def verify(self, password: str, encoded: str) -> bool:
-        bcrypt = self._load_library()
+        import bcrypt  # on first use, as BasePasswordHasher._load_library(), which django-stubs omits
+
         algorithm, legacy = encoded.split("$", 1)
         assert algorithm == self.algorithm
         raw = password.encode()

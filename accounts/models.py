@@ -1,12 +1,14 @@
+from typing import ClassVar
+
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models
 from django.db.models.functions import Lower
 
 
-class CaseInsensitiveUserManager(UserManager):
+class CaseInsensitiveUserManager(UserManager["User"]):
     """Usernames are unique case-insensitively, so logging in is case-insensitive too."""
 
-    def get_by_natural_key(self, username):
+    def get_by_natural_key(self, username: str | None) -> "User":
         return self.get(**{f"{self.model.USERNAME_FIELD}__iexact": username})
 
 
@@ -16,7 +18,10 @@ class User(AbstractUser):
     # the version current when it was issued; logout-everywhere and password changes bump it.
     token_version = models.PositiveIntegerField(default=0, editable=False)
 
-    objects = CaseInsensitiveUserManager()
+    objects: ClassVar[CaseInsensitiveUserManager] = CaseInsensitiveUserManager()
+    # Not a column: only on the user JWTAuthentication builds from a token whose account check is
+    # deferred (read it with core.authentication.unverified_token_version, which allows for its absence).
+    unverified_token_version: int | None
 
     class Meta:
         constraints = [

@@ -103,7 +103,7 @@ def user_login(*, username: str, password: str) -> TokenPair:
 def token_refresh(*, refresh: str) -> TokenPair:
     """Rotate a refresh token: exactly one of many concurrent refreshes of the same token succeeds."""
     try:
-        token = RefreshToken(refresh, verify=True)
+        token = RefreshToken(refresh, verify=True)  # type: ignore[arg-type]  # simplejwt#787: typed as Token
     except (TokenError, *CLAIM_CONVERSION_ERRORS) as exc:
         raise errors.Unauthorized("refresh token is invalid or expired") from exc
 
@@ -127,7 +127,7 @@ def token_logout(*, user: User, refresh: str | None, everywhere: bool = False) -
         user_revoke_tokens(user=user)
         return
     try:
-        token = RefreshToken(refresh or "", verify=True)
+        token = RefreshToken(refresh or "", verify=True)  # type: ignore[arg-type]  # simplejwt#787
     except (TokenError, *CLAIM_CONVERSION_ERRORS) as exc:
         raise errors.Unauthorized("refresh token is invalid or expired") from exc
     if token.get("user_id") != user.pk:

@@ -34,7 +34,7 @@ class BalanceHistoryAdmin(ReadOnlyAdmin):
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["export_csv"]
-    fields = [
+    fields = (
         "wallet",
         "user",
         "transaction",
@@ -44,7 +44,7 @@ class BalanceHistoryAdmin(ReadOnlyAdmin):
         "prev_hash",
         "entry_hash",
         "created_at",
-    ]
+    )
     readonly_fields = fields
 
     @admin.display(description="currency", ordering="wallet__currency__code")

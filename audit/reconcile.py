@@ -19,6 +19,7 @@ Memory stays bounded: rows are streamed with server-side cursors, only per-walle
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,7 +69,7 @@ class Report:
         }
 
 
-def _stream(sql: str, params: list | None = None):
+def _stream(sql: str, params: list | None = None) -> Iterator[tuple[Any, ...]]:
     """Yield rows of ``sql`` through a server-side cursor (bounded memory on PostgreSQL)."""
     if connection.vendor == "postgresql":
         connection.ensure_connection()

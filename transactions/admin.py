@@ -49,7 +49,7 @@ class TransactionAdmin(ReadOnlyAdmin):
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
     actions = ["export_csv"]
-    fields = [
+    fields = (
         "hash",
         "signature",
         "uid",
@@ -65,7 +65,7 @@ class TransactionAdmin(ReadOnlyAdmin):
         "created_by",
         "trace_id",
         "created_at",
-    ]
+    )
     readonly_fields = fields
 
     @admin.display(description="hash", ordering="hash")

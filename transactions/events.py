@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
 
 from transactions.models import Transaction
 from wallet_project.core.money import format_amount
@@ -11,7 +14,34 @@ EVENT_TYPE = "tx.created"
 SCHEMA_VERSION = 1
 
 
-def transaction_document(tx: Transaction, *, currency_code: str) -> dict:
+class TransactionFields(Protocol):
+    """What ``transaction_document`` reads: a Transaction, or a row read without the ORM."""
+
+    @property
+    def pk(self) -> int | None: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def from_user_id(self) -> int | None: ...
+    @property
+    def to_user_id(self) -> int | None: ...
+    @property
+    def currency_id(self) -> int: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def memo(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def transaction_document(tx: TransactionFields, *, currency_code: str) -> dict:
     """The transaction as every API response and event shows it."""
     return {
         "id": tx.pk,

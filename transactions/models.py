@@ -38,6 +38,9 @@ class Transaction(models.Model):
     )
     trace_id = models.CharField(max_length=128, blank=True, default="")
     created_at = models.DateTimeField()
+    # Not a column: set by the ledger services on the transaction they return, True when an
+    # idempotency key replayed it (read with getattr: a transaction loaded otherwise has none).
+    replayed: bool
 
     class Meta:
         constraints = [

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from string import hexdigits
 from typing import NamedTuple
 
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import QuerySet
 
+from accounts.models import User
 from audit.models import BalanceHistory
 from currencies.models import Currency
 from transactions.events import transaction_document
@@ -20,7 +23,7 @@ from wallet_project.core.receipts import canonical_transaction
 from wallets.models import Wallet
 
 
-def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
+def history_queryset(*, user_id: int, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
     """A user's transactions, newest first (each appears once: a user never pays themselves).
 
     Read from the user's balance-history legs, so the direction is the sign of the leg and the
@@ -47,7 +50,7 @@ def history_queryset(*, user_id: int, params) -> QuerySet[BalanceHistory]:
     return qs.select_related("transaction", "transaction__currency").order_by("-id")
 
 
-def _currency_param(params) -> Currency | None:
+def _currency_param(params: Mapping[str, str]) -> Currency | None:
     code = params.get("currency")
     if not code:
         return None
@@ -61,7 +64,7 @@ def _currency_param(params) -> Currency | None:
 HISTORY_FILTERS = ("currency", "direction", "type", "created_after", "created_before")
 
 
-def history_page(*, user_id: int, params) -> dict:
+def history_page(*, user_id: int, params: Mapping[str, str]) -> dict:
     """One page of a user's history (``{data, pagination}``), newest first.
 
     Unfiltered, or filtered by currency alone, the total is the sum of the wallets' ``entries`` (no
@@ -171,7 +174,7 @@ def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
     return tx
 
 
-def receipt_document(tx: Transaction, *, viewer) -> dict:
+def receipt_document(tx: Transaction, *, viewer: User | AnonymousUser | None) -> dict:
     document = {
         "hash": tx.hash,
         "signature": tx.signature,

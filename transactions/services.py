@@ -22,6 +22,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -153,6 +154,7 @@ def ledger_post(
 
     with transaction.atomic(savepoint=False):
         if idempotency is not None:
+            assert owner_id is not None  # an idempotency key belongs to a user: callers pass both
             record = idempotency_claim(
                 user_id=owner_id, key=idempotency.key, scope=idempotency.scope, fingerprint=idempotency.fingerprint
             )
@@ -190,6 +192,7 @@ def ledger_post(
             failure = errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
         if failure is not None:
             if idempotency is not None:
+                assert owner_id is not None
                 idempotency_store(
                     user_id=owner_id,
                     key=idempotency.key,
@@ -201,7 +204,7 @@ def ledger_post(
 
         legs = []
         for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
-            if wallet is None:
+            if wallet is None or user_id is None:  # (a wallet is only ever found by its user id)
                 continue
             wallet_id, before, prev_hash, _, entries = wallet
             after = before + delta
@@ -219,6 +222,7 @@ def ledger_post(
         tx.to_wallet_id = target[0] if target else None
         outbox_event = _write(tx, legs, outbox)
         if idempotency is not None:
+            assert owner_id is not None
             idempotency_store(
                 user_id=owner_id,
                 key=idempotency.key,
@@ -231,7 +235,9 @@ def ledger_post(
     return tx
 
 
-def _wallet_lock_queryset(user_ids: list[int], currency_id: int, *, active_only: bool):
+def _wallet_lock_queryset(
+    user_ids: list[int], currency_id: int, *, active_only: bool
+) -> QuerySet[Wallet, tuple[int, int, Decimal, str, int, int]]:
     wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency_id=currency_id)
     if active_only:
         # A deactivated user neither sends nor receives: as unknown by id as by name.
@@ -269,6 +275,8 @@ def _sender_token_valid(sender_id: int | None, source: tuple | None, token_versi
     if source is not None:  # the locked row came with its owner, who is active (transfers join on it)
         return source[3] == token_version
     # No wallet row: tell "no such wallet" from "no such account" (rare, so a query of its own).
+    if sender_id is None:
+        return False
     return User.objects.filter(pk=sender_id, is_active=True, token_version=token_version).exists()
 
 

@@ -41,7 +41,7 @@ class WalletAdmin(admin.ModelAdmin):
     search_help_text = "The exact username or email of the owner."
     list_select_related = ["user", "currency"]
     ordering = ["id"]
-    fields = ["user", "currency", "display_balance", "audit_head", "created_at", "updated_at"]
+    fields = ("user", "currency", "display_balance", "audit_head", "created_at", "updated_at")
     readonly_fields = fields
     actions = ["deposit", "withdraw"]
 

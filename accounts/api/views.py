@@ -18,6 +18,7 @@ from accounts.selectors import user_document, user_get_by_username
 from accounts.services import TokenPair, token_logout, token_refresh, user_change_password, user_create, user_login
 from wallet_project.core import exceptions as errors
 from wallet_project.core.schema import errors as error_responses
+from wallet_project.core.schema import security
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -46,7 +47,7 @@ class SignupViewSet(viewsets.ViewSet):
         request=SignupIn,
         responses={201: UserOut, **error_responses(400, 409, 429)},
         tags=["accounts"],
-        auth=[{}],
+        auth=security({}),
     )
     def create(self, request):
         serializer = SignupIn(data=request.data)
@@ -65,7 +66,7 @@ class AuthViewSet(viewsets.ViewSet):
         request=LoginIn,
         responses={200: TokenOut, **error_responses(400, 401, 429)},
         tags=["auth"],
-        auth=[{}],
+        auth=security({}),
     )
     def login(self, request):
         serializer = LoginIn(data=request.data)
@@ -77,7 +78,7 @@ class AuthViewSet(viewsets.ViewSet):
         request=RefreshIn,
         responses={200: TokenOut, **error_responses(400, 401)},
         tags=["auth"],
-        auth=[{}],
+        auth=security({}),
     )
     def refresh(self, request):
         serializer = RefreshIn(data=request.data)

@@ -22,5 +22,6 @@ class BalanceHistoryOut(serializers.Serializer):
 
 @extend_schema_serializer(many=False)  # a list action answering with one page object
 class BalanceHistoryPageOut(serializers.Serializer):
-    data = BalanceHistoryOut(many=True)
+    # A declared field leaves the class body (DRF's metaclass collects it), so .data is still the property.
+    data = BalanceHistoryOut(many=True)  # type: ignore[assignment]
     pagination = PaginationOut()

@@ -62,7 +62,8 @@ class PaginationOut(serializers.Serializer):
 
 @extend_schema_serializer(many=False)  # a list action answering with one page object
 class HistoryPageOut(serializers.Serializer):
-    data = HistoryItemOut(many=True)
+    # A declared field leaves the class body (DRF's metaclass collects it), so .data is still the property.
+    data = HistoryItemOut(many=True)  # type: ignore[assignment]
     pagination = PaginationOut()
 
 

@@ -23,7 +23,7 @@ from wallet_project.core.authentication import check_deferred_account, unverifie
 from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
-from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
 from wallet_project.core.schema import errors as error_responses
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
@@ -104,7 +104,7 @@ class TransferViewSet(viewsets.ViewSet):
 
 
 def _before_the_account_check(exc: Exception) -> bool:
-    if getattr(exc, "account_checked", False):
+    if isinstance(exc, errors.ApiError) and exc.account_checked:
         return False
     api_error = errors.to_api_error(exc)
     # 401s are the check's own answer; a 429 never looked at the body (and costs no query).
@@ -180,7 +180,7 @@ class ReceiptViewSet(viewsets.ViewSet):
         summary="Public receipt of a transaction (parties and staff also see user ids)",
         responses={200: ReceiptOut, **error_responses(404)},
         tags=["transactions"],
-        auth=[{}, {"jwtAuth": []}],
+        auth=security({}, {"jwtAuth": []}),
     )
     def retrieve(self, request, tx_hash: str):
         tx = transaction_get_by_hash(tx_hash=tx_hash)
@@ -190,7 +190,7 @@ class ReceiptViewSet(viewsets.ViewSet):
         summary="Ed25519 public key that verifies receipt signatures",
         responses={200: PublicKeyOut},
         tags=["transactions"],
-        auth=[{}],
+        auth=security({}),
     )
     def public_key(self, request):
         return Response(

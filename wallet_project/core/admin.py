@@ -16,7 +16,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["retry"]
-    fields = [
+    fields = (
         "event_id",
         "topic",
         "key",
@@ -28,7 +28,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
         "published_at",
         "headers",
         "payload",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 FUNCTION = """
 CREATE OR REPLACE FUNCTION wallet_reject_modification() RETURNS trigger AS $$
@@ -15,7 +17,7 @@ $$ LANGUAGE plpgsql;
 
 
 def append_only(table: str) -> migrations.RunPython:
-    def forward(apps, schema_editor):
+    def forward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
         schema_editor.execute(FUNCTION, params=None)
@@ -28,7 +30,7 @@ def append_only(table: str) -> migrations.RunPython:
             "FOR EACH STATEMENT EXECUTE FUNCTION wallet_reject_modification()"
         )
 
-    def backward(apps, schema_editor):
+    def backward(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         if schema_editor.connection.vendor != "postgresql":
             return
         schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")

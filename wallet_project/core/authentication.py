@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -14,10 +15,16 @@ from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
 
+if TYPE_CHECKING:  # annotations only: DRF imports this module while rest_framework.views loads
+    from django.contrib.auth.base_user import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.request import Request
+    from rest_framework_simplejwt.tokens import Token
+
 TOKEN_VERSION_CLAIM = "ver"  # noqa: S105 - a claim name, not a secret
 
 
-def token_revoked(user: User, token) -> bool:
+def token_revoked(user: User, token: Token) -> bool:
     """True when the token predates the user's last logout-everywhere or password change."""
     return token.get(TOKEN_VERSION_CLAIM, 0) != user.token_version
 
@@ -38,17 +45,17 @@ class VerifiedTokens:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._tokens: OrderedDict[bytes, object] = OrderedDict()
+        self._tokens: OrderedDict[bytes, Token] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, raw: bytes):
+    def get(self, raw: bytes) -> Token | None:
         with self._lock:
             token = self._tokens.get(raw)
             if token is not None:
                 self._tokens.move_to_end(raw)
             return token
 
-    def put(self, raw: bytes, token) -> None:
+    def put(self, raw: bytes, token: Token) -> None:
         with self._lock:
             self._tokens[raw] = token
             if len(self._tokens) > self._size:
@@ -67,7 +74,7 @@ verified_tokens = VerifiedTokens()
 
 
 @receiver(setting_changed)
-def _forget_tokens_on_new_keys(setting, **kwargs):
+def _forget_tokens_on_new_keys(setting: str, **kwargs: object) -> None:
     if setting in {"SIMPLE_JWT", "SECRET_KEY"}:
         verified_tokens.clear()
 
@@ -83,7 +90,9 @@ class JWTAuthentication(BaseJWTAuthentication):
     runs the check first (``check_deferred_account``), so a revoked token learns nothing from the body.
     """
 
-    def authenticate(self, request):
+    # simplejwt types the user as AuthUser, a TypeVar that only its return types mention (no override
+    # can satisfy it): these two overrides say the user they return is an AbstractBaseUser, a User.
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, Token] | None:  # type: ignore[override]
         view = (getattr(request, "parser_context", None) or {}).get("view")
         if not getattr(view, "defer_account_check", False) or request.headers.get("Idempotency-Key") is not None:
             return super().authenticate(request)
@@ -96,7 +105,7 @@ class JWTAuthentication(BaseJWTAuthentication):
         user.unverified_token_version = token.get(TOKEN_VERSION_CLAIM, 0)
         return user, token
 
-    def get_validated_token(self, raw_token):  # type: ignore[override]
+    def get_validated_token(self, raw_token: bytes) -> Token:
         key = bytes(raw_token) if not isinstance(raw_token, str) else raw_token.encode()
         token = verified_tokens.get(key)
         if token is not None:
@@ -113,7 +122,7 @@ class JWTAuthentication(BaseJWTAuthentication):
         return token
 
     @staticmethod
-    def claimed_user_id(validated_token) -> int:
+    def claimed_user_id(validated_token: Token) -> int:
         try:
             user_id = validated_token[api_settings.USER_ID_CLAIM]
         except KeyError as exc:
@@ -124,7 +133,7 @@ class JWTAuthentication(BaseJWTAuthentication):
             raise InvalidToken("token contained no recognizable user identification")
         return user_id
 
-    def get_user(self, validated_token):  # type: ignore[override]
+    def get_user(self, validated_token: Token) -> User:  # type: ignore[override]  # (see authenticate)
         user_id = self.claimed_user_id(validated_token)
         user = (
             User.objects.filter(pk=user_id)
@@ -138,19 +147,19 @@ class JWTAuthentication(BaseJWTAuthentication):
         return user
 
 
-def unverified_token_version(user) -> int | None:
+def unverified_token_version(user: User | AnonymousUser) -> int | None:
     """The token version still to be checked for a user authenticated with a deferred check, else None."""
     return getattr(user, "unverified_token_version", None)
 
 
-def check_deferred_account(user) -> None:
+def check_deferred_account(user: User | AnonymousUser) -> None:
     """Run a deferred account check now (a query of its own): for answers that never reach the lock.
 
     Raises ``AuthenticationFailed`` (401) when the account is gone or inactive or the token revoked;
     does nothing for a user whose account was checked by ``authenticate`` already.
     """
     version = unverified_token_version(user)
-    if version is None:
+    if version is None or not isinstance(user, User):
         return
     if not User.objects.filter(pk=user.pk, is_active=True, token_version=version).exists():
         raise AuthenticationFailed("user not found or inactive, or token revoked", code="token_revoked")

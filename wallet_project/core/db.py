@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from psycopg.types.numeric import Int8
 
 
-def prepared_cursor():
+def prepared_cursor() -> CursorWrapper:
     """A Django cursor whose statements PostgreSQL parses and plans once per connection.
 
     The ORM binds parameters client-side (its SQL is not always preparable), so its statements are
@@ -24,8 +25,9 @@ def prepared_cursor():
     if connection.connection.prepare_threshold is None:
         return connection.cursor()
     with connection.wrap_database_errors:
-        # As BaseDatabaseWrapper._cursor does, with psycopg's server-binding cursor in place of the ORM's.
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))
+        # As BaseDatabaseWrapper._cursor does, with psycopg's server-binding cursor in place of the ORM's
+        # (_prepare_cursor is private: django-stubs leaves it out).
+        return connection._prepare_cursor(psycopg.Cursor(connection.connection))  # type: ignore[attr-defined]
 
 
 def int8(value: int | None) -> Int8 | None:

@@ -31,6 +31,8 @@ class ApiError(Exception):
     status_code: int = 400
     code: str = codes.INVALID_REQUEST
     default_message: str = "invalid request"
+    # Set by a service that raises after it has checked the caller's account (a deferred JWT check).
+    account_checked: bool = False
 
     def __init__(
         self,
@@ -197,7 +199,8 @@ def to_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, drf.UnsupportedMediaType):
         return _error("Unsupported", 415, codes.UNSUPPORTED_MEDIA_TYPE, "unsupported media type")(str(exc.detail))
     if isinstance(exc, drf.Throttled):
-        return RateLimitExceeded(headers={"Retry-After": str(int(exc.wait or 1))})
+        wait: float | None = exc.wait  # type: ignore[attr-defined]  # set by Throttled(), absent from drf-stubs
+        return RateLimitExceeded(headers={"Retry-After": str(int(wait or 1))})
     # Raised by Django while DRF reads the body: over MAX_BODY_BYTES, too many form fields or files.
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge()
@@ -209,10 +212,10 @@ def to_api_error(exc: Exception) -> ApiError | None:
 
 
 def _is_lock_or_timeout(exc: DatabaseError) -> bool:
-    sqlstate = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
+    sqlstate: str | None = getattr(getattr(exc, "__cause__", None), "sqlstate", None)
     # 55P03 lock_not_available, 57014 query_canceled (statement_timeout), 40001/40P01 after retries,
     # 08xxx connection failures, 57P01-03 server shutting down.
-    return bool(sqlstate) and (sqlstate in {"55P03", "57014", "40001", "40P01"} or sqlstate[:2] in {"08", "57"})
+    return sqlstate is not None and (sqlstate in {"55P03", "57014", "40001", "40P01"} or sqlstate[:2] in {"08", "57"})
 
 
 def exception_handler(exc: Exception, context: dict) -> Response:

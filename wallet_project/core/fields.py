@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from rest_framework import serializers
 
@@ -32,7 +33,7 @@ class IdField(serializers.Field):
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know: a typo or an attempt to set `balance` is an error, not a no-op."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
@@ -52,7 +53,7 @@ class FlatStrictSerializer(StrictSerializer):
     nothing per request but their binding, so a shallow copy, bound to this instance, is enough.
     """
 
-    def get_fields(self):
+    def get_fields(self) -> dict[str, serializers.Field]:
         fields = {}
         for name, field in self._declared_fields.items():
             if isinstance(field, NESTING_FIELDS):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -17,7 +17,7 @@ MAX_PAGE = 1_000_000
 
 def paginate(
     queryset: QuerySet,
-    params,
+    params: Mapping[str, str],
     render: Callable[[Any], dict],
     *,
     total: int | None = None,

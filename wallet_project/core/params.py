@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import overload
 
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
@@ -10,7 +12,15 @@ from django.utils.timezone import is_naive, make_aware
 from . import exceptions as errors
 
 
-def int_param(params, name: str, *, default: int | None = None, minimum: int = 1, maximum: int = 10**18) -> int | None:
+@overload
+def int_param(params: Mapping[str, str], name: str, *, default: int, minimum: int = ..., maximum: int = ...) -> int: ...
+@overload
+def int_param(
+    params: Mapping[str, str], name: str, *, default: None = None, minimum: int = ..., maximum: int = ...
+) -> int | None: ...
+def int_param(
+    params: Mapping[str, str], name: str, *, default: int | None = None, minimum: int = 1, maximum: int = 10**18
+) -> int | None:
     raw = params.get(name)
     if raw is None:
         return default
@@ -26,7 +36,7 @@ def int_param(params, name: str, *, default: int | None = None, minimum: int = 1
     return value
 
 
-def datetime_param(params, name: str) -> datetime | None:
+def datetime_param(params: Mapping[str, str], name: str) -> datetime | None:
     raw = params.get(name)
     if raw is None:
         return None
@@ -45,7 +55,7 @@ def datetime_param(params, name: str) -> datetime | None:
         raise errors.InvalidRequest(f"{name} is out of range", errors={name: ["out of range"]}) from exc
 
 
-def choice_param(params, name: str, choices: set[str]) -> str | None:
+def choice_param(params: Mapping[str, str], name: str, choices: set[str]) -> str | None:
     raw = params.get(name)
     if raw is None:
         return None

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework.permissions import BasePermission
 
 from . import exceptions as errors
@@ -8,14 +10,21 @@ from . import exceptions as errors
 # every path (API, admin actions, the commands that name a staff member).
 MOVEMENT_PERMISSION = "transactions.add_transaction"
 
+if TYPE_CHECKING:  # annotations only
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
-def ensure_owner_or_staff(user, user_id: int) -> None:
+    from accounts.models import User
+
+
+def ensure_owner_or_staff(user: User | AnonymousUser, user_id: int) -> None:
     """Users reach only their own resources; staff reach any."""
     if user.pk != user_id and not user.is_staff:
         raise errors.Forbidden("forbidden: you can only access your own resources")
 
 
-def can_move_money(user) -> bool:
+def can_move_money(user: User | AnonymousUser | None) -> bool:
     """Active staff holding ``MOVEMENT_PERMISSION`` (superusers hold every permission)."""
     return bool(
         user is not None
@@ -29,5 +38,5 @@ def can_move_money(user) -> bool:
 class CanMoveMoney(BasePermission):
     message = f"forbidden: needs staff status and the {MOVEMENT_PERMISSION} permission"
 
-    def has_permission(self, request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return can_move_money(request.user)

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterable
 from functools import partial
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -44,7 +45,7 @@ IDLE_CLOSE_S = 5.0
 MAX_ERROR_LENGTH = 1000
 
 
-def producer_config(*, bootstrap: str, delivery_timeout_ms: int | None = None, **extra) -> dict:
+def producer_config(*, bootstrap: str, delivery_timeout_ms: int | None = None, **extra: Any) -> dict[str, Any]:
     """Settings shared by the on-commit producer and the relay: idempotent, acks=all, bounded delivery."""
     return {
         "bootstrap.servers": bootstrap,
@@ -80,7 +81,8 @@ def delivery_error_text(err: KafkaError | None) -> str:
 
 def ensure_topic(*, bootstrap: str, topic: str, partitions: int | None = None, replication: int | None = None) -> bool:
     """Create ``topic`` if the broker does not have it; True once it exists. Never raises."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger})
+    # The stub allows only scalar settings, but the client takes a "logger" object as Producer() does.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": kafka_logger})  # type: ignore[dict-item]
     try:
         if topic in admin.list_topics(timeout=TOPIC_TIMEOUT_S).topics:
             return True
@@ -102,7 +104,7 @@ def ensure_topic(*, bootstrap: str, topic: str, partitions: int | None = None, r
     return False
 
 
-def _update_pending(pks: Iterable[int], **changes) -> int:
+def _update_pending(pks: Iterable[int], **changes: Any) -> int:
     """``UPDATE`` pending rows among ``pks``, skipping rows a relay holds locked (it updates them itself)."""
     pks = list(pks)
     if not pks:

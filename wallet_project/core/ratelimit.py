@@ -19,7 +19,7 @@ import logging
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -31,6 +31,10 @@ from accounts.models import User
 from . import error_codes as codes
 from . import exceptions as errors
 from .exceptions import problem_response
+
+if TYPE_CHECKING:  # annotations only: DRF imports this module while rest_framework.views loads
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 logger = logging.getLogger("wallet.ratelimit")
 
@@ -281,7 +285,7 @@ def view_scope(view: Any) -> str | None:
 class RateLimitThrottle(BaseThrottle):
     """DRF throttle over django-ratelimit's counters; raises the 429 itself so it carries its headers."""
 
-    def allow_request(self, request, view) -> bool:
+    def allow_request(self, request: Request, view: APIView) -> bool:
         scope = view_scope(view)
         if scope is not None:
             check_scope(request, scope)
@@ -309,7 +313,13 @@ class RateLimitMiddleware:
             _write_headers(response, usage)
         return response
 
-    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponse],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> HttpResponse | None:
         match = request.resolver_match
         if request.method != "POST" or match is None or match.view_name not in FORM_LOGIN_VIEWS:
             return None

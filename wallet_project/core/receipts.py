@@ -14,6 +14,7 @@ import json
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -50,7 +51,7 @@ def canonical_transaction(
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def transaction_hash(**fields) -> str:
+def transaction_hash(**fields: Any) -> str:
     return hashlib.sha256(canonical_transaction(**fields)).hexdigest()
 
 

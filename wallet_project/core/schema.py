@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
+
+if TYPE_CHECKING:  # annotations only
+    from drf_spectacular.openapi import AutoSchema
+    from drf_spectacular.utils import Direction
 
 Problem = inline_serializer(
     name="Problem",
@@ -43,6 +49,13 @@ def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     }
 
 
+def security(*requirements: dict[str, list[str]]) -> Any:
+    """For ``extend_schema(auth=...)``: the operation's OpenAPI security requirements, ``security({})``
+    meaning none. drf-spectacular annotates ``auth`` as ``Sequence[str]`` but copies it into the
+    schema as it is, so it takes requirement objects; ``Any`` keeps that mismatch in this one place."""
+    return list(requirements)
+
+
 def int_query(minimum: int = 1, maximum: int = 10**18 - 1) -> dict:
     """Schema of an integer query parameter read with ``core.params.int_param`` (at most 18 digits)."""
     return {"type": "integer", "minimum": minimum, "maximum": maximum}
@@ -64,7 +77,7 @@ class JWTAuthenticationScheme(SimpleJWTScheme):
 class IdFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "wallet_project.core.fields.IdField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
@@ -74,12 +87,12 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
     target_class = "wallet_project.core.fields.StrictSerializer"
     match_subclasses = True
 
-    def map_serializer(self, auto_schema, direction):
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {**auto_schema._map_basic_serializer(self.target, direction), "additionalProperties": False}
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "wallet_project.core.money.AmountField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number", "example": 12.5}]}

@@ -49,7 +49,7 @@ class TraceIdMiddleware:
         incoming = request.headers.get(TRACE_HEADER, "")
         trace_id = incoming if _WELL_FORMED.match(incoming) else new_trace_id()
         token = _trace_id.set(trace_id)
-        request.trace_id = trace_id
+        request.trace_id = trace_id  # type: ignore[attr-defined]  # an attribute of our own on the request
         started = time.perf_counter()
         try:
             response = self.get_response(request)

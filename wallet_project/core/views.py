@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import connection
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -15,16 +16,18 @@ from rest_framework.decorators import (
 )
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import publisher
 from .models import OutboxEvent
+from .schema import security
 
 
 @extend_schema(
     summary="Liveness: touches nothing",
     tags=["ops"],
-    auth=[{}],
+    auth=security({}),
     responses={200: inline_serializer("Health", {"status": serializers.CharField()})},
 )
 @api_view(["GET"])
@@ -32,14 +35,14 @@ from .models import OutboxEvent
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
 @throttle_classes([])  # probes are never rate limited
-def health(request):
+def health(request: Request) -> Response:
     return Response({"status": "ok"})
 
 
 @extend_schema(
     summary="Readiness: database reachable, broker state, outbox backlog",
     tags=["ops"],
-    auth=[{}],
+    auth=security({}),
     responses={
         200: inline_serializer(
             "Ready",
@@ -61,7 +64,7 @@ def health(request):
 @permission_classes([AllowAny])
 @renderer_classes([JSONRenderer])
 @throttle_classes([])
-def ready(request):
+def ready(request: Request) -> Response:
     kafka = publisher.broker_state()
     try:
         with connection.cursor() as cursor:
@@ -73,7 +76,7 @@ def ready(request):
 
 
 @csrf_exempt
-def not_found(request):
+def not_found(request: HttpRequest) -> JsonResponse:
     from .exceptions import handler404
 
     return handler404(request)

@@ -14,6 +14,7 @@ import time
 import uuid
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from django.conf import settings
@@ -168,21 +169,24 @@ class Command(BaseCommand):
                 raise CommandError(f"topic {topic!r} does not exist")
             partitions = sorted(described.partitions)
             consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-            at_end: set[int] = set()
+            at_end: set[int | None] = set()
             while time.monotonic() < deadline and (max_messages is None or messages < max_messages):
                 if not follow and len(at_end) == len(partitions):
                     break
                 msg = consumer.poll(min(0.5, max_wait(deadline)))
                 if msg is None:
                     continue
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
                         at_end.add(msg.partition())
                         continue
-                    raise CommandError(f"consume failed: {msg.error()}")
+                    raise CommandError(f"consume failed: {error}")
                 at_end.discard(msg.partition())
                 messages += 1
-                headers = {name: (value or b"").decode(errors="replace") for name, value in msg.headers() or []}
+                # A consumed message's headers are (name, bytes) pairs; the stub's type is produce()'s argument's.
+                raw_headers = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
+                headers = {name: (value or b"").decode(errors="replace") for name, value in raw_headers}
                 if check:
                     problems = event_problems(key=msg.key(), headers=headers, value=msg.value())
                     if problems:
