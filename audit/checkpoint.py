@@ -91,13 +91,14 @@ def _heads() -> list[tuple[int, int, str]]:
     return [(wallet_id, entries, entry) for wallet_id, entries, _, entry in rows]
 
 
-def take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
-    """Write a checkpoint of the ledger as it is now (one consistent snapshot) and enqueue its event.
+def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
+    """The checkpoint's fields and heads, read in one snapshot with money movements held back.
 
     On PostgreSQL the transaction table is locked in SHARE mode before the snapshot is taken: it
-    waits for money movements in flight to commit and holds new ones back until this transaction
-    ends. Without it a transaction with a smaller id could commit after the snapshot, and "every
-    transaction up to the last id" would not be what the checkpoint saw.
+    waits for money movements in flight to commit and holds new ones back until this (short, read
+    only) transaction ends. Without it a transaction with a smaller id could commit after the
+    snapshot (ids are taken at insert, not at commit), and "every transaction up to the last id"
+    would not be what the checkpoint saw.
     """
     from audit.reconcile import supply_totals
     from wallets.models import Wallet
@@ -124,6 +125,79 @@ def take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
             "wallets_with_history": len(heads),
             "supply": supply_totals(),
         }
+    return fields, heads
+
+
+def heads_at(last_transaction_id: int) -> tuple[str, int]:
+    """Digest and wallet count of every chain cut at ``last_transaction_id`` (its entries' stored hashes).
+
+    The hash at the cut commits to every entry before it as long as the chain links verify, which
+    every ``reconcile`` proves.
+    """
+    digest = HeadsDigest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT h.wallet_id, h.seq, h.entry_hash FROM audit_balancehistory h JOIN ("
+            " SELECT wallet_id, MAX(seq) AS seq FROM audit_balancehistory WHERE transaction_id <= %s"
+            " GROUP BY wallet_id) cut ON cut.wallet_id = h.wallet_id AND cut.seq = h.seq ORDER BY h.wallet_id",
+            [last_transaction_id],
+        )
+        for wallet_id, seq, entry in cursor:
+            digest.add(wallet_id, seq, entry)
+    return digest.hexdigest(), digest.wallets
+
+
+def _extends(previous: Signed | None, fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """What stops ``fields`` from being signed as a continuation of ``previous`` (empty: nothing).
+
+    A checkpoint vouches for everything up to its last id, and the routine ``reconcile`` verifies
+    signatures only after it. So before signing: everything the previous checkpoint committed to is
+    still there, and every transaction since it carries a valid receipt signature. Otherwise a row
+    forged between two checkpoints would be vouched for by the second one.
+    """
+    from audit.reconcile import Check, _check_receipts, supply_totals
+
+    problems: list[dict[str, Any]] = []
+    since = 0
+    if previous is not None:
+        committed = previous.fields
+        since = previous.last_transaction_id
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM transactions_transaction WHERE id <= %s", [since])
+            count = cursor.fetchone()[0]
+        if count != committed["transaction_count"]:
+            problems.append({"problem": "transactions up to the previous checkpoint changed", "found": count})
+        if heads_at(since) != (committed["heads_digest"], committed["wallets_with_history"]):
+            problems.append({"problem": "chain heads at the previous checkpoint changed"})
+        then = supply_totals(since)
+        for code, totals in committed["supply"].items():
+            for key in ("deposits", "withdrawals"):
+                if then.get(code, {}).get(key) != totals[key]:
+                    problems.append({"problem": f"{key} up to the previous checkpoint changed", "currency": code})
+    receipts_check = Check("receipts")
+    _check_receipts(receipts_check, after_transaction_id=since, up_to_transaction_id=fields["last_transaction_id"])
+    problems.extend({"problem": "receipt does not verify", **example} for example in receipts_check.examples)
+    return problems
+
+
+def take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
+    """Write a checkpoint of the ledger as it is now and enqueue its event; refuse a ledger that was tampered with.
+
+    The snapshot is read under the lock (``_snapshot``); checking it against the previous
+    checkpoint, which verifies signatures and may take a while, runs after the lock is released.
+    """
+    fields, heads = _snapshot()
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        previous, _ = newest_valid()
+        if previous is not None and previous.last_transaction_id > fields["last_transaction_id"]:
+            raise CheckpointError("the newest checkpoint covers transactions that are gone (run reconcile)")
+        problems = _extends(previous, fields)
+        if problems:
+            raise CheckpointError(f"the ledger changed behind the checkpoints (run reconcile): {problems[:5]}")
         payload = canonical(fields)
         checkpoint = Checkpoint.objects.create(
             created_at=datetime.fromisoformat(fields["created_at"]),

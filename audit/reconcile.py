@@ -360,14 +360,14 @@ def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
     return result
 
 
-def _check_receipts(receipts: Check, after_transaction_id: int = 0) -> None:
+def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
     from wallet_project.core.receipts import transaction_hash, verify
 
     rows = _stream(
         "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
         "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
-        "WHERE t.id > %s ORDER BY t.id",
-        [after_transaction_id],
+        "WHERE t.id > %s AND t.id <= %s ORDER BY t.id",
+        [after_transaction_id, up_to_transaction_id],
     )
     for tx_id, uid, tx_type, from_user, to_user, code, amount, memo, created_at, tx_hash, signature in rows:
         receipts.checked += 1

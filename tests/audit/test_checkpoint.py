@@ -235,3 +235,49 @@ def test_staff_see_checkpoints_read_only_in_the_console(ledger, tmp_path):
     assert detail.status_code == 200 and checkpoint.signature in detail.content.decode()
     assert console.get("/admin/audit/checkpoint/add/").status_code == 403
     assert console.post(f"/admin/audit/checkpoint/{checkpoint.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_a_checkpoint_does_not_vouch_for_a_transfer_forged_since_the_previous_one(ledger, tmp_path):
+    alice, bob = ledger
+    take_checkpoint(tmp_path)
+    forge_transfer(alice, bob, Decimal("50"))
+    with pytest.raises(CommandError, match="receipt does not verify"):
+        take_checkpoint(tmp_path, "second.json")
+    assert Checkpoint.objects.count() == 1
+    ok, report = run_reconcile()  # the forged row is still after the newest checkpoint
+    assert not ok and failing_checks(report) == {"receipts"}
+
+
+def test_the_first_checkpoint_verifies_every_receipt(ledger, tmp_path):
+    alice, bob = ledger
+    forge_transfer(alice, bob, Decimal("50"))
+    with pytest.raises(CommandError, match="receipt does not verify"):
+        take_checkpoint(tmp_path)
+    assert not Checkpoint.objects.exists()
+
+
+def test_a_checkpoint_is_refused_when_the_ledger_before_the_previous_one_changed(ledger, tmp_path):
+    alice, bob = ledger
+    take_checkpoint(tmp_path)
+    rewind_newest_withdrawal(bob)
+    with pytest.raises(CommandError, match="covers transactions that are gone"):
+        take_checkpoint(tmp_path, "second.json")
+    usdt = Currency.objects.get(code="USDT")
+    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(1))  # a newer last id
+    with pytest.raises(CommandError, match="previous checkpoint changed"):
+        take_checkpoint(tmp_path, "second.json")
+    assert Checkpoint.objects.count() == 1
+
+
+def test_a_second_checkpoint_extends_the_first(ledger, tmp_path):
+    alice, bob = ledger
+    take_checkpoint(tmp_path)
+    transfer_create(
+        sender_id=alice.pk, recipient_id=bob.pk, currency=Currency.objects.get(code="USDT"), amount=Decimal(2)
+    )
+    path, printed = take_checkpoint(tmp_path, "second.json")
+    assert Checkpoint.objects.count() == 2
+    ok, report = run_reconcile("--checkpoint", str(path))
+    assert ok
+    assert report["checkpoints"]["database"]["last_transaction_id"] == printed["last_transaction_id"]
+    assert by_name(report, "receipts")["checked"] == 0

@@ -1,6 +1,7 @@
 import json
 import os
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.checkpoint import CheckpointError, export, take
@@ -17,6 +18,12 @@ class Command(BaseCommand):
         parser.add_argument("--out", metavar="FILE", help="write the signed checkpoint with every head to FILE")
 
     def handle(self, *args, **options):
+        if settings.KAFKA_BOOTSTRAP_SERVERS:
+            from wallet_project.core.publisher import ensure_topic
+
+            # The publisher creates only the transaction topic; producers never auto-create one. Never
+            # raises: with Kafka down the event stays pending in the outbox for the relay.
+            ensure_topic(bootstrap=settings.KAFKA_BOOTSTRAP_SERVERS, topic=settings.KAFKA_CHECKPOINT_TOPIC)
         try:
             checkpoint, heads = take()
         except CheckpointError as exc:
