@@ -13,10 +13,11 @@ receipt signatures only for the transactions after it (see ``audit.reconcile``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,8 @@ from wallet_project.core import receipts
 
 CHECKPOINT_VERSION = 1
 EVENT_TYPE = "ledger.checkpoint"
+# pg_advisory_lock key of the checkpoint command (any constant no other code uses).
+ADVISORY_LOCK = int.from_bytes(hashlib.sha256(b"wallet:ledger-checkpoint").digest()[:7], "big")
 
 
 class CheckpointError(Exception):
@@ -186,6 +189,27 @@ def take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
     The snapshot is read under the lock (``_snapshot``); checking it against the previous
     checkpoint, which verifies signatures and may take a while, runs after the lock is released.
     """
+    with _one_at_a_time():
+        return _take()
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """Serialise checkpoint commands: one that took its snapshot first must also sign first, or the
+    later one would look like it covers transactions that are missing."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [ADVISORY_LOCK])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [ADVISORY_LOCK])
+
+
+def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
     fields, heads = _snapshot()
     outermost = not connection.in_atomic_block
     with transaction.atomic():
