@@ -227,39 +227,51 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: list[Cut] =
                 balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
 
 
-_LEGS_SQL = """
+# One pass over every transaction with its legs and their wallets (the wallet table is small: a hash
+# join). Besides the legs' number and amounts, whose wallet each leg is on and in which currency: the
+# owner and currency are not in the hashed material, so only this catches a wallet that was handed to
+# another user (or moved to another currency) together with its history.
+_BAD_OWNER = """CASE WHEN h.id IS NOT NULL AND (
+        (h.wallet_id IS DISTINCT FROM t.from_wallet_id AND h.wallet_id IS DISTINCT FROM t.to_wallet_id)
+        OR w.currency_id <> t.currency_id OR h.user_id <> w.user_id
+        OR (h.wallet_id = t.from_wallet_id AND w.user_id IS DISTINCT FROM t.from_user_id)
+        OR (h.wallet_id = t.to_wallet_id AND w.user_id IS DISTINCT FROM t.to_user_id)) THEN 1 ELSE 0 END"""
+_LEGS_SQL = (
+    """
 SELECT t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id,
        COUNT(h.id),
        COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
+       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM("""
+    + _BAD_OWNER
+    + """), 0)
 FROM transactions_transaction t LEFT JOIN audit_balancehistory h ON h.transaction_id = t.id
+LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
 GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
 HAVING COUNT(h.id) <> (CASE WHEN t.type = 'transfer' THEN 2 ELSE 1 END)
     OR COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0)
        <> (CASE WHEN t.from_wallet_id IS NULL THEN 0 ELSE 1 END)
     OR COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
        <> (CASE WHEN t.to_wallet_id IS NULL THEN 0 ELSE 1 END)
+    OR COALESCE(SUM("""
+    + _BAD_OWNER
+    + """), 0) > 0
 """
+)
 
-
-# Whose wallet each leg is on, and in which currency: one join of the history with its transaction and
-# wallet (a hash join against the small wallet table), so the cost grows with the history like the
-# chain stream. The owner and currency are not in the hashed material, so only this catches a wallet
-# that was handed to another user (or moved to another currency) together with its history.
+# The legs of one flagged transaction, to say what is wrong with each (run for the examples only).
 _LEG_OWNERS_SQL = """
-SELECT id, transaction_id, wallet_id, party, owner, history_user, party_user, currency_ok FROM (
-    SELECT h.id, h.transaction_id, h.wallet_id,
-           CASE WHEN h.wallet_id = t.from_wallet_id THEN 'sender'
-                WHEN h.wallet_id = t.to_wallet_id THEN 'recipient' END AS party,
-           w.user_id AS owner, h.user_id AS history_user,
-           CASE WHEN h.wallet_id = t.from_wallet_id THEN t.from_user_id
-                WHEN h.wallet_id = t.to_wallet_id THEN t.to_user_id END AS party_user,
-           w.currency_id = t.currency_id AS currency_ok
-    FROM audit_balancehistory h
-    JOIN transactions_transaction t ON t.id = h.transaction_id
-    JOIN wallets_wallet w ON w.id = h.wallet_id
-) leg
-WHERE party IS NULL OR NOT currency_ok OR owner IS DISTINCT FROM party_user OR history_user <> owner
+SELECT h.id, h.wallet_id,
+       CASE WHEN h.wallet_id = t.from_wallet_id THEN 'sender'
+            WHEN h.wallet_id = t.to_wallet_id THEN 'recipient' END,
+       w.user_id, h.user_id,
+       CASE WHEN h.wallet_id = t.from_wallet_id THEN t.from_user_id
+            WHEN h.wallet_id = t.to_wallet_id THEN t.to_user_id END,
+       w.currency_id = t.currency_id
+FROM audit_balancehistory h
+JOIN transactions_transaction t ON t.id = h.transaction_id
+JOIN wallets_wallet w ON w.id = h.wallet_id
+WHERE h.transaction_id = %s ORDER BY h.id
 """
 
 
@@ -268,36 +280,46 @@ def _check_legs(legs: Check) -> None:
         cursor.execute("SELECT COUNT(*) FROM transactions_transaction")
         legs.checked = cursor.fetchone()[0]
         cursor.execute(_LEGS_SQL)
-        for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok in cursor.fetchall():
-            legs.fail(
-                transaction_id=tx_id,
-                from_wallet_id=from_wallet,
-                to_wallet_id=to_wallet,
-                type=tx_type,
-                amount=_dec(amount),
-                legs=count,
-                debit_ok=bool(debit_ok),
-                credit_ok=bool(credit_ok),
-            )
-        cursor.execute(_LEG_OWNERS_SQL)
-        for entry_id, tx_id, wallet_id, party, owner, history_user, party_user, currency_ok in cursor:
-            if party is None:
-                problem = "leg on a wallet that is not a party"
-            elif not currency_ok:
-                problem = "leg on a wallet in another currency than the transaction"
-            elif owner != party_user:
-                problem = f"leg's wallet does not belong to the transaction's {party}"
-            else:
-                problem = "history row's user is not the wallet's owner"
-            legs.fail(
-                entry_id=entry_id,
-                transaction_id=tx_id,
-                wallet_id=wallet_id,
-                wallet_owner=owner,
-                party_user_id=party_user,
-                history_user_id=history_user,
-                problem=problem,
-            )
+        flagged = cursor.fetchall()
+        for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok, bad_owner in flagged:
+            debits, credits = (0 if from_wallet is None else 1), (0 if to_wallet is None else 1)
+            if count != (2 if tx_type == "transfer" else 1) or debit_ok != debits or credit_ok != credits:
+                legs.fail(
+                    transaction_id=tx_id,
+                    from_wallet_id=from_wallet,
+                    to_wallet_id=to_wallet,
+                    type=tx_type,
+                    amount=_dec(amount),
+                    legs=count,
+                    debit_ok=bool(debit_ok),
+                    credit_ok=bool(credit_ok),
+                )
+            if not bad_owner:
+                continue
+            if len(legs.examples) >= MAX_EXAMPLES:
+                legs.mismatches += bad_owner
+                continue
+            cursor.execute(_LEG_OWNERS_SQL, [tx_id])
+            for entry_id, wallet_id, party, owner, history_user, party_user, currency_ok in cursor.fetchall():
+                if party is None:
+                    problem = "leg on a wallet that is not a party"
+                elif not currency_ok:
+                    problem = "leg on a wallet in another currency than the transaction"
+                elif owner != party_user:
+                    problem = f"leg's wallet does not belong to the transaction's {party}"
+                elif history_user != owner:
+                    problem = "history row's user is not the wallet's owner"
+                else:
+                    continue
+                legs.fail(
+                    entry_id=entry_id,
+                    transaction_id=tx_id,
+                    wallet_id=wallet_id,
+                    wallet_owner=owner,
+                    party_user_id=party_user,
+                    history_user_id=history_user,
+                    problem=problem,
+                )
 
 
 def _supply_rows(up_to_transaction_id: int | None = None) -> list[tuple[str, Decimal, Decimal, Decimal]]:
