@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from audit.models import BalanceHistory
+from audit.models import BalanceHistory, Checkpoint
 from transactions.admin import ReadOnlyAdmin
 from wallet_project.core.exports import csv_response
 from wallet_project.core.money import format_amount
@@ -71,3 +71,23 @@ class BalanceHistoryAdmin(ReadOnlyAdmin):
     def export_csv(self, request, queryset):
         rows = queryset.select_related("user", "wallet__currency", "transaction").order_by("id")
         return csv_response("balance-history", CSV_COLUMNS, rows.iterator(chunk_size=2000))
+
+
+@admin.register(Checkpoint)
+class CheckpointAdmin(ReadOnlyAdmin):
+    """Signed ledger checkpoints (``manage.py checkpoint``): what ``reconcile`` proves against."""
+
+    list_display = ("id", "created_at", "last_transaction_id", "transaction_count", "wallet_count", "key_id")
+    ordering = ("-id",)
+    fields = (
+        "created_at",
+        "last_transaction_id",
+        "transaction_count",
+        "wallet_count",
+        "heads_digest",
+        "supply",
+        "payload",
+        "signature",
+        "key_id",
+    )
+    readonly_fields = fields

@@ -46,3 +46,30 @@ class BalanceHistory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.wallet_id}:{self.entry_hash[:12]}"
+
+
+class Checkpoint(models.Model):
+    """A signed statement of the whole ledger at one moment, to anchor the chains outside the database.
+
+    ``payload`` is the canonical JSON that ``signature`` (Ed25519, receipt key ``key_id``) covers; the
+    other columns repeat it for the console and are never trusted by ``reconcile``, which reads the
+    payload. A database superuser can delete rows here but cannot forge one: the copy an operator
+    keeps outside the database (``checkpoint --out``) and the published event are the anchors.
+    """
+
+    created_at = models.DateTimeField()
+    last_transaction_id = models.BigIntegerField()
+    transaction_count = models.BigIntegerField()
+    wallet_count = models.BigIntegerField()
+    # sha256 over "wallet_id:length:entry_hash\n" of every wallet with history, in wallet id order.
+    heads_digest = models.CharField(max_length=64)
+    supply = models.JSONField()
+    payload = models.TextField()
+    signature = models.CharField(max_length=128)
+    key_id = models.CharField(max_length=64)
+
+    class Meta:
+        indexes = [models.Index(fields=["-last_transaction_id"], name="checkpoint_newest")]
+
+    def __str__(self) -> str:
+        return f"checkpoint {self.pk} @ tx {self.last_transaction_id}"

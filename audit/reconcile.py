@@ -8,10 +8,19 @@ Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
    ``entry_hash``, each ``entry_hash`` recomputes, each ``balance_before`` is the previous
    ``balance_after``, each ``seq`` is the entry's position). An edited or deleted row breaks it.
 3. ``legs``: every transaction has exactly its legs (a transfer: -amount on the sender's wallet and
-   +amount on the recipient's; a deposit: one credit; a withdrawal: one debit), and no leg is orphaned.
+   +amount on the recipient's; a deposit: one credit; a withdrawal: one debit), no leg is orphaned,
+   and every leg's wallet belongs to the transaction's party on that side, in the transaction's
+   currency, and to the history row's user (a wallet handed to another user is caught here).
 4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals.
-5. ``receipts`` (optional, ``verify_receipts=True``): every transaction hash recomputes from its
-   canonical encoding and its signature verifies.
+5. ``receipts``: every transaction hash recomputes from its canonical encoding and its signature
+   verifies, for the transactions after the newest validly signed checkpoint in the database (all
+   of them with ``verify_receipts=True`` or when there is no checkpoint). A forged transfer cannot be
+   signed without the receipt key, so it is caught by the routine run.
+6. ``checkpoint``: that checkpoint's commitments still hold: as many transactions up to its last id
+   (a deleted one, or a forged one slipped into an old id, changes the count), the same deposits and
+   withdrawals up to it, and every wallet's chain, cut at that id, has the signed length and head.
+   ``checkpoint_file`` does the same for a checkpoint kept outside the database
+   (``reconcile --checkpoint FILE``), and names each wallet whose committed entries are gone.
 
 Memory stays bounded: rows are streamed with server-side cursors, only per-wallet state is kept.
 """
@@ -19,7 +28,7 @@ Memory stays bounded: rows are streamed with server-side cursors, only per-walle
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -33,6 +42,7 @@ from wallets.models import GENESIS_HASH
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
+BIGINT_MAX = 2**63 - 1
 
 
 @dataclass
@@ -56,6 +66,7 @@ class Check:
 class Report:
     checks: list[Check]
     supply: dict[str, dict[str, str]]
+    checkpoints: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +77,7 @@ class Report:
             "ok": self.ok,
             "checks": [{**asdict(c), "ok": c.ok} for c in self.checks],
             "supply": self.supply,
+            "checkpoints": self.checkpoints,
         }
 
 
@@ -116,13 +128,31 @@ _CREATED_AT_ISO = (
 
 _CHAIN_SQL = (
     "SELECT h.wallet_id, h.id, h.seq, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
-    "h.created_at, t.hash FROM audit_balancehistory h JOIN transactions_transaction t ON t.id = h.transaction_id "
+    "h.created_at, t.hash, h.transaction_id "
+    "FROM audit_balancehistory h JOIN transactions_transaction t ON t.id = h.transaction_id "
     "ORDER BY h.wallet_id, h.seq"
 )
 _CHAIN_SQL_PG = _CHAIN_SQL.replace("h.created_at,", _CREATED_AT_ISO + ",")
 
 
-def _check_chains_and_balances(balances: Check, chains: Check) -> None:
+class Cut:
+    """Every wallet's chain cut at one transaction id: the length and head a checkpoint committed to."""
+
+    def __init__(self, last_transaction_id: int, *, keep: bool = False) -> None:
+        from audit.checkpoint import HeadsDigest
+
+        self.last_transaction_id = last_transaction_id
+        self.digest = HeadsDigest()
+        self.heads: dict[int, tuple[int, str]] | None = {} if keep else None
+
+    def add(self, wallet_id: int, length: int, head: str) -> None:
+        if length:
+            self.digest.add(wallet_id, length, head)
+            if self.heads is not None:
+                self.heads[wallet_id] = (length, head)
+
+
+def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cut] = ()) -> None:
     wallets = {
         wallet_id: (_dec(balance), audit_head, entries)
         for wallet_id, balance, audit_head, entries in _stream(
@@ -135,13 +165,19 @@ def _check_chains_and_balances(balances: Check, chains: Check) -> None:
     prev_after = Decimal(0)
     total = Decimal(0)
     position = 0
+    # Per cut: position and hash of the wallet's last entry whose transaction is within the cut.
+    cut_state: list[tuple[int, str]] = [(0, GENESIS_HASH)] * len(cuts)
 
     def close_wallet(wallet_id: int) -> None:
-        balance, head, entries = wallets.get(wallet_id, (None, None, None))
+        for cut, (length, head) in zip(cuts, cut_state, strict=True):
+            cut.add(wallet_id, length, head)
+        stored = wallets.get(wallet_id)
         balances.checked += 1
-        if balance is None:
+        if stored is None:
             balances.fail(wallet_id=wallet_id, problem="history for a wallet that does not exist")
-        elif balance != total or balance != prev_after or head != prev_hash or entries != position:
+            return
+        balance, head, entries = stored
+        if balance != total or balance != prev_after or head != prev_hash or entries != position:
             balances.fail(
                 wallet_id=wallet_id,
                 balance=balance,
@@ -153,12 +189,13 @@ def _check_chains_and_balances(balances: Check, chains: Check) -> None:
             )
 
     rows = _stream(_CHAIN_SQL_PG if connection.vendor == "postgresql" else _CHAIN_SQL)
-    for wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash in rows:
+    for wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash, tx_id in rows:
         delta, before, after = _dec(delta), _dec(before), _dec(after)
         if wallet_id != current:
             if current is not None:
                 close_wallet(current)
             current, prev_hash, prev_after, total, position = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0), 0
+            cut_state = [(0, GENESIS_HASH)] * len(cuts)
             seen.add(wallet_id)
         chains.checked += 1
         position += 1
@@ -181,6 +218,9 @@ def _check_chains_and_balances(balances: Check, chains: Check) -> None:
                 seq_ok=seq == position,
             )
         prev_hash, prev_after, total = entry, after, total + delta
+        for index, cut in enumerate(cuts):
+            if tx_id <= cut.last_transaction_id:
+                cut_state[index] = (position, entry)
     if current is not None:
         close_wallet(current)
     for wallet_id, (balance, head, entries) in wallets.items():
@@ -190,18 +230,51 @@ def _check_chains_and_balances(balances: Check, chains: Check) -> None:
                 balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
 
 
-_LEGS_SQL = """
+# One pass over every transaction with its legs and their wallets (the wallet table is small: a hash
+# join). Besides the legs' number and amounts, whose wallet each leg is on and in which currency: the
+# owner and currency are not in the hashed material, so only this catches a wallet that was handed to
+# another user (or moved to another currency) together with its history.
+_BAD_OWNER = """CASE WHEN h.id IS NOT NULL AND (
+        (h.wallet_id IS DISTINCT FROM t.from_wallet_id AND h.wallet_id IS DISTINCT FROM t.to_wallet_id)
+        OR w.currency_id <> t.currency_id OR h.user_id <> w.user_id
+        OR (h.wallet_id = t.from_wallet_id AND w.user_id IS DISTINCT FROM t.from_user_id)
+        OR (h.wallet_id = t.to_wallet_id AND w.user_id IS DISTINCT FROM t.to_user_id)) THEN 1 ELSE 0 END"""
+_LEGS_SQL = (
+    """
 SELECT t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id,
        COUNT(h.id),
        COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
+       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0),
+       COALESCE(SUM("""
+    + _BAD_OWNER
+    + """), 0)
 FROM transactions_transaction t LEFT JOIN audit_balancehistory h ON h.transaction_id = t.id
+LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
 GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
 HAVING COUNT(h.id) <> (CASE WHEN t.type = 'transfer' THEN 2 ELSE 1 END)
     OR COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0)
        <> (CASE WHEN t.from_wallet_id IS NULL THEN 0 ELSE 1 END)
     OR COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
        <> (CASE WHEN t.to_wallet_id IS NULL THEN 0 ELSE 1 END)
+    OR COALESCE(SUM("""
+    + _BAD_OWNER
+    + """), 0) > 0
+"""
+)
+
+# The legs of one flagged transaction, to say what is wrong with each (run for the examples only).
+_LEG_OWNERS_SQL = """
+SELECT h.id, h.wallet_id,
+       CASE WHEN h.wallet_id = t.from_wallet_id THEN 'sender'
+            WHEN h.wallet_id = t.to_wallet_id THEN 'recipient' END,
+       w.user_id, h.user_id,
+       CASE WHEN h.wallet_id = t.from_wallet_id THEN t.from_user_id
+            WHEN h.wallet_id = t.to_wallet_id THEN t.to_user_id END,
+       w.currency_id = t.currency_id
+FROM audit_balancehistory h
+JOIN transactions_transaction t ON t.id = h.transaction_id
+JOIN wallets_wallet w ON w.id = h.wallet_id
+WHERE h.transaction_id = %s ORDER BY h.id
 """
 
 
@@ -213,27 +286,50 @@ def _check_legs(legs: Check) -> None:
         cursor.execute(
             _LEGS_SQL if connection.vendor == "postgresql" else _LEGS_SQL.replace("-t.amount", "'-' || t.amount")
         )
-        for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok in cursor.fetchall():
-            legs.fail(
-                transaction_id=tx_id,
-                from_wallet_id=from_wallet,
-                to_wallet_id=to_wallet,
-                type=tx_type,
-                amount=_dec(amount),
-                legs=count,
-                debit_ok=bool(debit_ok),
-                credit_ok=bool(credit_ok),
-            )
-        cursor.execute(
-            "SELECT h.id, h.transaction_id FROM audit_balancehistory h JOIN transactions_transaction t "
-            "ON t.id = h.transaction_id WHERE h.wallet_id IS DISTINCT FROM t.from_wallet_id "
-            "AND h.wallet_id IS DISTINCT FROM t.to_wallet_id"
-        )
-        for entry_id, tx_id in cursor.fetchall():
-            legs.fail(entry_id=entry_id, transaction_id=tx_id, problem="leg on a wallet that is not a party")
+        flagged = cursor.fetchall()
+        for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok, bad_owner in flagged:
+            debits, credits = (0 if from_wallet is None else 1), (0 if to_wallet is None else 1)
+            if count != (2 if tx_type == "transfer" else 1) or debit_ok != debits or credit_ok != credits:
+                legs.fail(
+                    transaction_id=tx_id,
+                    from_wallet_id=from_wallet,
+                    to_wallet_id=to_wallet,
+                    type=tx_type,
+                    amount=_dec(amount),
+                    legs=count,
+                    debit_ok=bool(debit_ok),
+                    credit_ok=bool(credit_ok),
+                )
+            if not bad_owner:
+                continue
+            if len(legs.examples) >= MAX_EXAMPLES:
+                legs.mismatches += bad_owner
+                continue
+            cursor.execute(_LEG_OWNERS_SQL, [tx_id])
+            for entry_id, wallet_id, party, owner, history_user, party_user, currency_ok in cursor.fetchall():
+                if party is None:
+                    problem = "leg on a wallet that is not a party"
+                elif not currency_ok:
+                    problem = "leg on a wallet in another currency than the transaction"
+                elif owner != party_user:
+                    problem = f"leg's wallet does not belong to the transaction's {party}"
+                elif history_user != owner:
+                    problem = "history row's user is not the wallet's owner"
+                else:
+                    continue
+                legs.fail(
+                    entry_id=entry_id,
+                    transaction_id=tx_id,
+                    wallet_id=wallet_id,
+                    wallet_owner=owner,
+                    party_user_id=party_user,
+                    history_user_id=history_user,
+                    problem=problem,
+                )
 
 
-def _supply_rows() -> list[tuple[str, Decimal, Decimal, Decimal]]:
+def _supply_rows(up_to_transaction_id: int | None = None) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """Per currency: sum of balances, deposits, withdrawals (the movements up to an id, if given)."""
     if connection.vendor != "postgresql":
         # SQLite sums NUMERIC columns as floats; add exactly in Python instead (local databases are small).
         from currencies.models import Currency
@@ -246,21 +342,33 @@ def _supply_rows() -> list[tuple[str, Decimal, Decimal, Decimal]]:
                 (w for w in Wallet.objects.filter(currency=currency).values_list("balance", flat=True)), Decimal(0)
             )
             moves = Transaction.objects.filter(currency=currency)
+            if up_to_transaction_id is not None:
+                moves = moves.filter(id__lte=up_to_transaction_id)
             deposits = sum((a for a in moves.filter(type="deposit").values_list("amount", flat=True)), Decimal(0))
             withdrawals = sum((a for a in moves.filter(type="withdrawal").values_list("amount", flat=True)), Decimal(0))
             rows.append((currency.code, balances, deposits, withdrawals))
         return rows
+    cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.code, "
             "(SELECT COALESCE(SUM(w.balance), 0) FROM wallets_wallet w WHERE w.currency_id = c.id), "
             "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
-            " WHERE t.currency_id = c.id AND t.type = 'deposit'), "
+            " WHERE t.currency_id = c.id AND t.type = 'deposit' AND t.id <= %s), "
             "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
-            " WHERE t.currency_id = c.id AND t.type = 'withdrawal') "
-            "FROM currencies_currency c ORDER BY c.id"
+            " WHERE t.currency_id = c.id AND t.type = 'withdrawal' AND t.id <= %s) "
+            "FROM currencies_currency c ORDER BY c.id",
+            [cut, cut],
         )
         return cursor.fetchall()
+
+
+def supply_totals(up_to_transaction_id: int | None = None) -> dict[str, dict[str, str]]:
+    """Per currency code: balances, deposits and withdrawals as 8-place strings."""
+    return {
+        code: {"balances": _fmt(_dec(b)), "deposits": _fmt(_dec(d)), "withdrawals": _fmt(_dec(w))}
+        for code, b, d, w in _supply_rows(up_to_transaction_id)
+    }
 
 
 def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
@@ -280,13 +388,14 @@ def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
     return result
 
 
-def _check_receipts(receipts: Check) -> None:
+def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
     from wallet_project.core.receipts import transaction_hash, verify
 
     rows = _stream(
         "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
         "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
-        "ORDER BY t.id"
+        "WHERE t.id > %s AND t.id <= %s ORDER BY t.id",
+        [after_transaction_id, up_to_transaction_id],
     )
     for tx_id, uid, tx_type, from_user, to_user, code, amount, memo, created_at, tx_hash, signature in rows:
         receipts.checked += 1
@@ -306,9 +415,82 @@ def _check_receipts(receipts: Check) -> None:
             receipts.fail(transaction_id=tx_id, hash_ok=recomputed == tx_hash)
 
 
-def reconcile(*, verify_receipts: bool = False) -> Report:
+def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tuple[int, int, str]] | None) -> None:
+    """Prove that what ``signed`` committed to is still in the database (``cut`` streamed the chains)."""
+    fields = signed.fields
+    last_id = signed.last_transaction_id
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM transactions_transaction WHERE id <= %s", [last_id])
+        count = cursor.fetchone()[0]
+        cursor.execute("SELECT COUNT(*) FROM wallets_wallet")
+        wallets = cursor.fetchone()[0]
+    check.checked += 1
+    if count != fields["transaction_count"]:
+        check.fail(
+            problem="transactions up to the checkpoint's last id were deleted or inserted",
+            last_transaction_id=last_id,
+            committed=fields["transaction_count"],
+            found=count,
+        )
+    check.checked += 1
+    if wallets < fields["wallet_count"]:
+        check.fail(problem="wallets were deleted", committed=fields["wallet_count"], found=wallets)
+    now = supply_totals(last_id)
+    for code, committed in fields["supply"].items():
+        check.checked += 1
+        found = now.get(code, {})
+        for key in ("deposits", "withdrawals"):
+            if found.get(key) != committed[key]:
+                check.fail(
+                    problem=f"{key} up to the checkpoint changed",
+                    currency=code,
+                    committed=committed[key],
+                    found=found.get(key),
+                )
+    check.checked += 1
+    if file_heads is not None:
+        heads = cut.heads or {}
+        for wallet_id, length, head in file_heads:
+            check.checked += 1
+            found_length, found_head = heads.get(wallet_id, (0, GENESIS_HASH))
+            if (found_length, found_head) != (length, head):
+                check.fail(
+                    problem="entries the checkpoint committed to are missing or changed",
+                    wallet_id=wallet_id,
+                    committed_length=length,
+                    found_length=found_length,
+                    head_matches=found_head == head,
+                )
+    if cut.digest.hexdigest() != fields["heads_digest"] or cut.digest.wallets != fields["wallets_with_history"]:
+        check.fail(
+            problem="chain heads at the checkpoint differ (an entry it covered was deleted or rewritten)",
+            committed_wallets=fields["wallets_with_history"],
+            found_wallets=cut.digest.wallets,
+        )
+
+
+def _describe(signed: Any) -> dict[str, Any]:
+    fields = signed.fields
+    return {
+        "uid": fields["uid"],
+        "created_at": fields["created_at"],
+        "last_transaction_id": fields["last_transaction_id"],
+        "transaction_count": fields["transaction_count"],
+    }
+
+
+def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = None) -> Report:
+    """Run every check in one snapshot; ``checkpoint_file`` adds the proof against a kept checkpoint.
+
+    Raises ``audit.checkpoint.CheckpointError`` when the file cannot be read or its signature fails.
+    """
+    from audit.checkpoint import load_file, newest_valid
+
+    file_signed, file_heads = load_file(checkpoint_file) if checkpoint_file else (None, None)
     balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
-    checks = [balances, chains, legs, supply]
+    receipts, stored = Check("receipts"), Check("checkpoint")
+    checks = [balances, chains, legs, supply, receipts, stored]
+    checkpoints: dict[str, Any] = {}
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -321,11 +503,32 @@ def reconcile(*, verify_receipts: bool = False) -> Report:
                 # The chain stream sorts and the legs check aggregates millions of rows: in memory
                 # rather than in temporary files (this transaction only; the server's memory, not ours).
                 cursor.execute("SELECT set_config('work_mem', %s, true)", [settings.RECONCILE_WORK_MEM])
-        _check_chains_and_balances(balances, chains)
+        # After the snapshot is taken: a checkpoint written while this runs is not half-seen.
+        db_signed, invalid = newest_valid()
+        for pk in invalid:
+            stored.fail(checkpoint_id=pk, problem="checkpoint row's signature does not verify")
+        cuts: list[Cut] = []
+        if db_signed is not None:
+            db_cut = Cut(db_signed.last_transaction_id)
+            cuts.append(db_cut)
+            checkpoints["database"] = _describe(db_signed)
+        if file_signed is not None:
+            file_cut = Cut(file_signed.last_transaction_id, keep=True)
+            cuts.append(file_cut)
+            checkpoints["file"] = _describe(file_signed)
+        _check_chains_and_balances(balances, chains, cuts)
         _check_legs(legs)
         totals = _check_supply(supply)
-        if verify_receipts:
-            receipts = Check("receipts")
-            _check_receipts(receipts)
-            checks.append(receipts)
-    return Report(checks=checks, supply=totals)
+        if db_signed is not None:
+            _check_checkpoint(stored, db_signed, db_cut, None)
+        if file_signed is not None:
+            from_file = Check("checkpoint_file")
+            _check_checkpoint(from_file, file_signed, file_cut, file_heads)
+            checks.append(from_file)
+        # Signatures since the newest trusted checkpoint: everything before it is covered by the
+        # checkpoint checks above (count, supply and chain heads up to its last id).
+        trusted = [signed.last_transaction_id for signed in (db_signed, file_signed) if signed is not None]
+        since = 0 if verify_receipts or not trusted else max(trusted)
+        _check_receipts(receipts, after_transaction_id=since)
+        checkpoints["receipts_verified_after_transaction_id"] = since
+    return Report(checks=checks, supply=totals, checkpoints=checkpoints)

@@ -133,3 +133,127 @@ def test_human_report_names_the_mismatch(ledger, capsys):
         call_command("reconcile")
     out = capsys.readouterr().out
     assert "MISMATCH balances" in out and "LEDGER DOES NOT RECONCILE" in out
+
+
+def _wallet(user, code="USDT"):
+    from wallets.models import Wallet
+
+    return Wallet.objects.get(user=user, currency__code=code)
+
+
+@pytest.fixture
+def two_users(user_factory):
+    """Two users with only a USDT wallet each, and history on both."""
+    alice = user_factory(balance=100, currencies=("USDT",))
+    bob = user_factory(balance=5, currencies=("USDT",))
+    usdt = Currency.objects.get(code="USDT")
+    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal("1"))
+    return alice, bob
+
+
+def swap_wallet_owners(alice, bob):
+    """Hand each user the other's USDT wallet, parking one in ETH to get past the unique constraint."""
+    victim, attacker = _wallet(alice), _wallet(bob)
+    eth = Currency.objects.get(code="ETH").pk
+    tamper("UPDATE wallets_wallet SET currency_id = %s WHERE id = %s", [eth, victim.pk])
+    tamper("UPDATE wallets_wallet SET user_id = %s WHERE id = %s", [alice.pk, attacker.pk])
+    tamper(
+        "UPDATE wallets_wallet SET user_id = %s, currency_id = %s WHERE id = %s",
+        [bob.pk, victim.currency_id, victim.pk],
+    )
+    assert _wallet(bob).pk == victim.pk  # the attacker now owns the victim's balance and history
+
+
+def test_a_wallet_handed_to_another_user_is_reported(two_users):
+    alice, bob = two_users
+    swap_wallet_owners(alice, bob)
+    for args in ((), ("--verify-receipts",)):
+        ok, report = run_reconcile(*args)
+        assert not ok
+        assert failing_checks(report) == {"legs"}
+        problems = {e["problem"] for e in report["checks"][2]["examples"]}
+        assert problems == {
+            "leg's wallet does not belong to the transaction's sender",
+            "leg's wallet does not belong to the transaction's recipient",
+        }
+
+
+def test_a_handed_over_wallet_with_rewritten_history_owners_is_reported(two_users):
+    alice, bob = two_users
+    victim, attacker = _wallet(alice), _wallet(bob)
+    swap_wallet_owners(alice, bob)
+    # The attacker also re-labels the history, so it agrees with the new owners: the transactions still name
+    # the real parties (their user ids are in the signed receipt).
+    tamper("UPDATE audit_balancehistory SET user_id = %s WHERE wallet_id = %s", [bob.pk, victim.pk])
+    tamper("UPDATE audit_balancehistory SET user_id = %s WHERE wallet_id = %s", [alice.pk, attacker.pk])
+    ok, report = run_reconcile()
+    assert not ok
+    assert failing_checks(report) == {"legs"}
+    problems = {e["problem"] for e in report["checks"][2]["examples"]}
+    assert problems == {
+        "leg's wallet does not belong to the transaction's sender",
+        "leg's wallet does not belong to the transaction's recipient",
+    }
+
+
+def test_a_leg_on_a_wallet_in_another_currency_is_reported(two_users):
+    alice, _ = two_users
+    btc = Currency.objects.get(code="BTC").pk
+    tamper("UPDATE wallets_wallet SET currency_id = %s WHERE id = %s", [btc, _wallet(alice).pk])
+    ok, report = run_reconcile()
+    assert not ok
+    assert "legs" in failing_checks(report)
+    problems = {e["problem"] for e in report["checks"][2]["examples"]}
+    assert problems == {"leg on a wallet in another currency than the transaction"}
+
+
+def forge_transfer(sender, recipient, amount, *, tx_id=None):
+    """Append a victim-to-attacker transfer the way a DBA could: plain INSERTs, a correct receipt hash and
+    correctly chained history, wallets moved on. Only the signature cannot be made without the key."""
+    import uuid
+
+    from django.utils import timezone
+
+    from audit.chain import entry_hash
+    from audit.models import BalanceHistory
+    from transactions.models import Transaction
+    from wallet_project.core.receipts import transaction_hash
+
+    usdt = Currency.objects.get(code="USDT")
+    source, target = _wallet(sender), _wallet(recipient)
+    created_at = timezone.now()
+    uid = uuid.uuid4()
+    tx_hash = transaction_hash(
+        uid=str(uid), type="transfer", from_user_id=sender.pk, to_user_id=recipient.pk, currency="USDT",
+        amount=amount, memo="", created_at=created_at,
+    )  # fmt: skip
+    tx = Transaction.objects.create(
+        **({"id": tx_id} if tx_id else {}),
+        uid=uid, type="transfer", from_user=sender, to_user=recipient, from_wallet=source, to_wallet=target,
+        currency=usdt, amount=amount, hash=tx_hash, signature="ab" * 64, created_at=created_at,
+    )  # fmt: skip
+    for wallet, delta in ((source, -amount), (target, amount)):
+        after = wallet.balance + delta
+        head = entry_hash(
+            prev_hash=wallet.audit_head, wallet_id=wallet.pk, transaction_hash=tx_hash, delta=delta,
+            balance_before=wallet.balance, balance_after=after, created_at=created_at,
+        )  # fmt: skip
+        BalanceHistory.objects.create(
+            wallet=wallet, user_id=wallet.user_id, transaction=tx, delta=delta, balance_before=wallet.balance,
+            balance_after=after, prev_hash=wallet.audit_head, entry_hash=head, seq=wallet.entries + 1,
+            created_at=created_at,
+        )  # fmt: skip
+        tamper(
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = entries + 1 WHERE id = %s",
+            [after, head, wallet.pk],
+        )
+    return tx
+
+
+def test_the_routine_run_catches_a_forged_transfer(two_users):
+    alice, bob = two_users
+    forge_transfer(alice, bob, Decimal("50"))
+    ok, report = run_reconcile()  # no --verify-receipts: the daily run
+    assert not ok
+    assert failing_checks(report) == {"receipts"}
+    assert report["checks"][4]["examples"][0]["hash_ok"] is True  # only the signature gives it away

@@ -73,6 +73,29 @@ def public_key_hex() -> str:
     return _signing_key().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
+def sign_message(message: bytes) -> str:
+    """Sign arbitrary bytes (a ledger checkpoint's canonical payload) with the receipt key."""
+    return _signing_key().sign(message).hex()
+
+
+def verify_message(message: bytes, signature_hex: str, public_key: str | None = None) -> bool:
+    """Check a signature made with the current receipt key, or with ``public_key`` (hex) if given."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)) if public_key else None
+        (key or _signing_key().public_key()).verify(bytes.fromhex(signature_hex), message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def trusted_public_keys() -> set[str]:
+    """The current receipt public key and the retired ones (``RECEIPT_PREVIOUS_PUBLIC_KEYS``), hex."""
+    return {public_key_hex(), *(key.lower() for key in settings.RECEIPT_PREVIOUS_PUBLIC_KEYS)}
+
+
 def verify(hash_hex: str, signature_hex: str) -> bool:
     from cryptography.exceptions import InvalidSignature
 

@@ -270,6 +270,8 @@ if RECEIPT_SIGNING_KEY and (
     len(RECEIPT_SIGNING_KEY) != 64 or not all(c in "0123456789abcdefABCDEF" for c in RECEIPT_SIGNING_KEY)
 ):
     raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be 64 hex characters (a 32-byte Ed25519 seed)")
+# Public keys (hex) of retired receipt keys: ledger checkpoints signed before a rotation still verify.
+RECEIPT_PREVIOUS_PUBLIC_KEYS = env.list("RECEIPT_PREVIOUS_PUBLIC_KEYS", default=[])
 IDEMPOTENCY_KEY_RETENTION_HOURS = env.int("IDEMPOTENCY_KEY_RETENTION_HOURS", default=24)
 DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=3)
 # PostgreSQL work_mem for the reconcile transaction only (its sorts and aggregates over the whole ledger).
@@ -280,6 +282,8 @@ CURRENCY_CACHE_SECONDS = env.float("CURRENCY_CACHE_SECONDS", default=5.0)
 # --- Kafka ----------------------------------------------------------------------------------
 KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
 KAFKA_TOPIC = env.str("KAFKA_TOPIC", default="tx.created")
+# Signed ledger checkpoints (``manage.py checkpoint``), one small event each.
+KAFKA_CHECKPOINT_TOPIC = env.str("KAFKA_CHECKPOINT_TOPIC", default="ledger.checkpoints")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
 # How long the producer keeps retrying a message before reporting it failed (the relay then takes over).
