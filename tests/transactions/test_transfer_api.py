@@ -159,7 +159,7 @@ FAILURES = [
     ({"memo": "nul\x00byte"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": None}, 400, "INVALID_REQUEST"),
     ({"to_username": "bob"}, 400, "INVALID_REQUEST"),  # both recipients
-    ({"currency": "USDT", "currency_id": 1}, 400, "INVALID_REQUEST"),
+    ({"currency": "BTC", "currency_id": 1}, 404, "NOT_FOUND"),  # no currency is both
     ({"balance": "5"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": "bob"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": 0}, 400, "INVALID_REQUEST"),
@@ -326,3 +326,10 @@ def test_a_revoked_or_inactive_senders_token_moves_nothing(user_factory, client_
     assert_error(response, 401, "UNAUTHORIZED")
     assert ledger_state() == before
     assert balance(alice) == Decimal(50)
+
+
+def test_a_currency_named_by_both_id_and_code_is_used_when_they_agree(parties, client_for, usdt):
+    alice, bob = parties
+    response = transfer(client_for(alice), to_user_id=bob.pk, amount="1", currency_id=usdt.pk, currency=" usdt ")
+    assert response.status_code == 200, response.content
+    assert response.json()["currency"] == "USDT"

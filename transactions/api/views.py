@@ -50,7 +50,12 @@ def _money_response(tx, body: dict, status: int = 200) -> Response:
 
 
 def _currency(data: dict):
-    return currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
+    currency = currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
+    # Both given: they must name the same currency; no currency has that id and that code. (A schema
+    # cannot say "at most one" in a way generators honour, so the pair is judged, not refused unread.)
+    if "currency_id" in data and "currency" in data and data["currency"].strip().upper() != currency.code.upper():
+        raise errors.NotFound("currency not found")
+    return currency
 
 
 class TransferViewSet(viewsets.ViewSet):
@@ -157,7 +162,8 @@ class ReceiptViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Public receipt of a transaction (parties and staff also see user ids)",
-        responses={200: ReceiptOut, **error_responses(404)},
+        # A token is optional, but one that is sent must be valid: a stale one is a 401, not ignored.
+        responses={200: ReceiptOut, **error_responses(401, 404)},
         tags=["transactions"],
         auth=[{}, {"jwtAuth": []}],
     )
@@ -167,7 +173,7 @@ class ReceiptViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Ed25519 public key that verifies receipt signatures",
-        responses={200: PublicKeyOut},
+        responses={200: PublicKeyOut, **error_responses(401)},
         tags=["transactions"],
         auth=[{}],
     )
