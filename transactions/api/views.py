@@ -19,7 +19,7 @@ from transactions.selectors import history_page, receipt_document, transaction_g
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
 from wallet_project.core.authentication import unverified_token_version
-from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
+from wallet_project.core.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import IsStaff, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE
@@ -27,7 +27,8 @@ from wallet_project.core.schema import errors as error_responses
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
     HEADER,
-    str,
+    # validate_key's rule: printable ASCII, not blank.
+    {"type": "string", "maxLength": MAX_KEY_LENGTH, "pattern": "^[ -~]*[!-~][ -~]*$"},
     OpenApiParameter.HEADER,
     required=False,
     description="Retry-safe key (per user, kept 24 h): same key + body replays the original outcome",
