@@ -55,9 +55,9 @@ def _currency_param(params: Mapping[str, str]) -> Currency | None:
     if not code:
         return None
     # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
-    currency = Currency.objects.filter(code__iexact=code).first() if code.isprintable() else None
-    if currency is None:
-        raise errors.InvalidRequest("unknown currency", errors={"currency": ["unknown currency"]})
+    currency = Currency.objects.filter(code__iexact=code).first() if "\x00" not in code else None
+    if currency is None:  # as everywhere else a currency is named (the schema cannot list the codes)
+        raise errors.NotFound("currency not found")
     return currency
 
 

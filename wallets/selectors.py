@@ -17,6 +17,12 @@ from wallets.models import Wallet
 _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$", re.ASCII)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_WINDOW = timedelta(days=3660)
+# The windows parse_window accepts, as one pattern for the schema: up to 99999m, 87840h, 3660d.
+WINDOW_PATTERN = (
+    r"^(?:[1-9][0-9]{0,4}m"
+    r"|(?:[1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-6][0-9]{3}|87[0-7][0-9]{2}|878[0-3][0-9]|87840)h"
+    r"|(?:[1-9][0-9]{0,2}|[12][0-9]{3}|3[0-5][0-9]{2}|36[0-5][0-9]|3660)d)$"
+)
 
 
 def wallet_document(wallet: Wallet) -> dict:

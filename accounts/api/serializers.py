@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from wallet_project.core.fields import StrictSerializer
+from wallet_project.core.schema import NOT_ALL_DIGITS
 from wallets.api.serializers import WalletOut
 
 
@@ -10,6 +11,8 @@ class SignupIn(StrictSerializer):
     )
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(min_length=8, max_length=256, trim_whitespace=False, write_only=True)
+
+    openapi_patterns = {"password": NOT_ALL_DIGITS}
 
 
 class StringField(serializers.CharField):
@@ -40,6 +43,8 @@ class LogoutIn(StrictSerializer):
 class PasswordChangeIn(StrictSerializer):
     current_password = serializers.CharField(max_length=256, trim_whitespace=False)
     new_password = serializers.CharField(min_length=8, max_length=256, trim_whitespace=False)
+
+    openapi_patterns = {"new_password": NOT_ALL_DIGITS}
 
 
 class UserOut(serializers.Serializer):

@@ -17,8 +17,8 @@ from accounts.api.serializers import (
 from accounts.selectors import user_document, user_get_by_username
 from accounts.services import TokenPair, token_logout, token_refresh, user_change_password, user_create, user_login
 from wallet_project.core import exceptions as errors
+from wallet_project.core.schema import NOT_BLANK, security
 from wallet_project.core.schema import errors as error_responses
-from wallet_project.core.schema import security
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -126,7 +126,9 @@ class SessionViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Find a user's id by username (never reveals email)",
-        parameters=[OpenApiParameter("username", str, required=True)],
+        parameters=[
+            OpenApiParameter("username", {"type": "string", "maxLength": 150, "pattern": NOT_BLANK}, required=True)
+        ],
         responses={200: LookupOut, **error_responses(400, 401, 404, 429)},
         tags=["accounts"],
     )
@@ -134,7 +136,7 @@ class SessionViewSet(viewsets.ViewSet):
         username = request.query_params.get("username", "").strip()
         if not username or len(username) > 150:
             raise errors.InvalidRequest("username is required", errors={"username": ["This field is required."]})
-        if not username.isprintable():  # e.g. a NUL, which PostgreSQL refuses outright (a 500)
+        if "\x00" in username:  # PostgreSQL refuses a NUL outright (a 500); other oddities are just unknown
             raise errors.InvalidRequest("username is malformed", errors={"username": ["invalid username"]})
         user = user_get_by_username(username=username)
         return Response({"id": user.pk, "username": user.username})

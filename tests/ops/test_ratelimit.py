@@ -334,3 +334,14 @@ def test_a_counter_outage_closes_the_password_change(ratelimits, monkeypatch, us
     monkeypatch.setattr(ratelimit, "get_usage", unavailable)
     response = change_password(client, CLIENT_A, current=PASSWORD)
     assert response.status_code == 503 and response.json()["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_a_key_that_cannot_be_utf8_is_counted_not_reported_as_a_store_outage(ratelimits, settings, rf, caplog):
+    # The JSON parser refuses lone surrogates first; this is the limiter's own guard, should one get past.
+    settings.RATELIMIT_LOGIN = "1/m"
+    request = rf.post("/auth/login", REMOTE_ADDR=CLIENT_A)
+    request.data = {"username": "odd\ud800name"}
+    assert ratelimit.check_scope(request, "login").remaining == 0
+    with pytest.raises(ratelimit.errors.RateLimitExceeded):
+        ratelimit.check_scope(request, "login")
+    assert "rate limit counters unavailable" not in caplog.text

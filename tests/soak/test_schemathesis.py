@@ -174,3 +174,44 @@ def test_the_api_passes_every_schemathesis_check_from_its_own_schema(live_templa
         assert run["returncode"] == 0, run["stdout"][-12000:] + run["stderr"][-3000:]
     assert errors_5xx == 0
     assert reconcile.returncode == 0, reconcile.stdout
+
+
+@pytest.mark.soak
+def test_a_stock_schemathesis_run_finds_nothing(live_template, tmp_path):
+    """``st run`` exactly as an outside reviewer runs it: default settings (no config file, no seed, no
+    per-operation allowances), every check, one logged-in user's token; only logout and password change,
+    which revoke that token, are left out. The schema must say exactly what the API accepts."""
+    with live_api(live_template, "stock") as api:
+        alice, _bob = api.seed(["alice", "bob"], funds={"USDT": "1000", "BTC": "1"})
+        url = f"http://127.0.0.1:{api.server.port}"
+        started = time.perf_counter()
+        result = subprocess.run(
+            [
+                str(BIN / "schemathesis"),
+                "--no-color",
+                "run",
+                f"{url}/openapi.json",
+                "--checks",
+                "all",
+                "-H",
+                f"Authorization: Bearer {alice['token']}",
+                "--exclude-name",
+                "POST /auth/logout",
+                "--exclude-name",
+                "POST /users/me/password",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        errors_5xx = api.server.log_text().count('"status_code": 500')
+        reconcile = api.reconcile()
+
+    tail = result.stdout[result.stdout.rfind("FAILURES") :] if "FAILURES" in result.stdout else result.stdout[-3000:]
+    print(f"--- stock run: exit {result.returncode} in {seconds:.0f}s\n{tail[-6000:]}")
+    assert result.returncode == 0, result.stdout[-12000:] + result.stderr[-3000:]
+    assert errors_5xx == 0
+    assert reconcile.returncode == 0, reconcile.stdout

@@ -177,13 +177,15 @@ def test_a_missing_amount_is_reported_on_the_field(alice, bob, client_for):
     assert "amount" in response.json()["errors"]
 
 
-def test_form_encoded_amounts_are_parsed_as_strings(alice, bob, client_for):
-    """The browsable API posts forms: the amount arrives as text and follows the same rules."""
+def test_form_encoded_amounts_are_refused_and_move_nothing(alice, bob, client_for):
+    """JSON only: a form or multipart body would skip the JSON parser's rules (the browsable API posts JSON)."""
     client = client_for(alice)
 
-    ok = client.post("/wallet/transfer", {"to_user_id": bob.pk, "amount": "0.5"})
-    bad = client.post("/wallet/transfer", {"to_user_id": bob.pk, "amount": "0.1234567"})
+    form = client.post("/wallet/transfer", {"to_user_id": bob.pk, "amount": "0.5"})  # APIClient: multipart
+    encoded = client.post(
+        "/wallet/transfer", f"to_user_id={bob.pk}&amount=0.5", content_type="application/x-www-form-urlencoded"
+    )
 
-    assert ok.status_code == 200, ok.content
-    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_DECIMALS"
-    assert balance(bob) == Decimal("0.5")
+    for response in (form, encoded):
+        assert response.status_code == 415 and response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert balance(bob) == 0

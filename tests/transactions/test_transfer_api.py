@@ -159,7 +159,7 @@ FAILURES = [
     ({"memo": "nul\x00byte"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": None}, 400, "INVALID_REQUEST"),
     ({"to_username": "bob"}, 400, "INVALID_REQUEST"),  # both recipients
-    ({"currency": "USDT", "currency_id": 1}, 400, "INVALID_REQUEST"),
+    ({"currency": "BTC", "currency_id": 1}, 404, "NOT_FOUND"),  # no currency is both
     ({"balance": "5"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": "bob"}, 400, "INVALID_REQUEST"),
     ({"to_user_id": 0}, 400, "INVALID_REQUEST"),
@@ -403,3 +403,10 @@ def test_the_account_check_rides_on_the_lock_and_adds_no_round_trip(
         response = client.post("/wallet/transfer", body, format="json")
     assert response.status_code == status
     assert len(_account_queries(captured.captured_queries)) == account_queries, captured.captured_queries
+
+
+def test_a_currency_named_by_both_id_and_code_is_used_when_they_agree(parties, client_for, usdt):
+    alice, bob = parties
+    response = transfer(client_for(alice), to_user_id=bob.pk, amount="1", currency_id=usdt.pk, currency=" usdt ")
+    assert response.status_code == 200, response.content
+    assert response.json()["currency"] == "USDT"

@@ -14,11 +14,12 @@ class TransferIn(FlatStrictSerializer):
     amount = AmountField(help_text='Decimal string ("12.5") or exact JSON number; never rounded')
     memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
 
+    # validate() below, in the schema.
+    openapi_rules = {"oneOf": [{"required": ["to_user_id"]}, {"required": ["to_username"]}]}
+
     def validate(self, attrs):
         if ("to_user_id" in attrs) == ("to_username" in attrs):
             raise serializers.ValidationError({"to_user_id": ["give exactly one of to_user_id or to_username"]})
-        if "currency_id" in attrs and "currency" in attrs:
-            raise serializers.ValidationError({"currency": ["give at most one of currency_id or currency"]})
         return attrs
 
 

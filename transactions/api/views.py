@@ -20,7 +20,7 @@ from transactions.selectors import history_page, receipt_document, transaction_g
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
 from wallet_project.core.authentication import check_deferred_account, unverified_token_version
-from wallet_project.core.idempotency import HEADER, REPLAYED_HEADER, request_fingerprint, validate_key
+from wallet_project.core.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
@@ -28,7 +28,8 @@ from wallet_project.core.schema import errors as error_responses
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
     HEADER,
-    str,
+    # validate_key's rule: printable ASCII, not blank.
+    {"type": "string", "maxLength": MAX_KEY_LENGTH, "pattern": "^[ -~]*[!-~][ -~]*$"},
     OpenApiParameter.HEADER,
     required=False,
     description="Retry-safe key (per user, kept 24 h): same key + body replays the original outcome",
@@ -51,7 +52,12 @@ def _money_response(tx, body: dict, status: int = 200) -> Response:
 
 
 def _currency(data: dict):
-    return currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
+    currency = currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
+    # Both given: they must name the same currency; no currency has that id and that code. (A schema
+    # cannot say "at most one" in a way generators honour, so the pair is judged, not refused unread.)
+    if "currency_id" in data and "currency" in data and data["currency"].strip().upper() != currency.code.upper():
+        raise errors.NotFound("currency not found")
+    return currency
 
 
 class TransferViewSet(viewsets.ViewSet):
@@ -178,7 +184,8 @@ class ReceiptViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Public receipt of a transaction (parties and staff also see user ids)",
-        responses={200: ReceiptOut, **error_responses(404)},
+        # A token is optional, but one that is sent must be valid: a stale one is a 401, not ignored.
+        responses={200: ReceiptOut, **error_responses(401, 404)},
         tags=["transactions"],
         auth=security({}, {"jwtAuth": []}),
     )
@@ -188,7 +195,7 @@ class ReceiptViewSet(viewsets.ViewSet):
 
     @extend_schema(
         summary="Ed25519 public key that verifies receipt signatures",
-        responses={200: PublicKeyOut},
+        responses={200: PublicKeyOut, **error_responses(401)},
         tags=["transactions"],
         auth=security({}),
     )

@@ -218,7 +218,22 @@ def _is_lock_or_timeout(exc: DatabaseError) -> bool:
     return sqlstate is not None and (sqlstate in {"55P03", "57014", "40001", "40P01"} or sqlstate[:2] in {"08", "57"})
 
 
+def _method_unsupported(context: dict) -> bool:
+    view, request = context.get("view"), context.get("request")
+    if view is None or request is None:
+        return False
+    method = request.method.lower()
+    # A viewset binds only its routed actions as methods (options is always there).
+    return method not in view.http_method_names or not hasattr(view, method)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
+    # DRF authenticates and checks permissions before it looks for the method's handler, so TRACE on
+    # a protected path was a 401: the method is wrong whoever asks, and 405 says so.
+    if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed | drf.PermissionDenied) and (
+        _method_unsupported(context)
+    ):
+        exc = drf.MethodNotAllowed(context["request"].method)
     api_error = to_api_error(exc)
     if api_error is None:
         if isinstance(exc, DatabaseError):

@@ -228,6 +228,10 @@ def _count(request: Any, rule: Rule) -> Usage | None:
     value = rule.key(request)
     if not value:
         return None
+    if not value.isascii():
+        # django-ratelimit hashes the key as UTF-8: a key that cannot be encoded (a lone surrogate) is the
+        # client's oddity, to be counted like any other, not a counter-store outage.
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
     try:
         usage = get_usage(
             _django_request(request),

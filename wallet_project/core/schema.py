@@ -81,18 +81,56 @@ class IdFieldExtension(OpenApiSerializerFieldExtension):
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
+# String patterns for what DRF's CharField refuses beyond its lengths: a NUL anywhere, and (unless blank
+# is allowed) a value that is empty once trimmed. ``\\s`` is Python's, as str.strip() trims.
+NO_NUL = "^[^\\x00]*$"
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+NOT_ALL_DIGITS = "^[^\\x00]*[^0-9\\x00][^\\x00]*$"  # NumericPasswordValidator
+
+
+def _text_pattern(field: serializers.CharField) -> str:
+    return NOT_BLANK if field.trim_whitespace and not field.allow_blank else NO_NUL
+
+
 class StrictSerializerExtension(OpenApiSerializerExtension):
-    """A StrictSerializer refuses unknown fields, so its schema says ``additionalProperties: false``."""
+    """A StrictSerializer refuses unknown fields, so its schema says ``additionalProperties: false``.
+
+    Its request schema also states what its fields refuse beyond type and length (so that a body the
+    schema calls valid is accepted): ``_text_pattern`` for strings without a pattern or format of their
+    own, ``openapi_patterns`` for a field's stricter rule, ``openapi_rules`` (JSON Schema keywords) for
+    rules across fields such as "exactly one of".
+    """
 
     target_class = "wallet_project.core.fields.StrictSerializer"
     match_subclasses = True
 
     def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
-        return {**auto_schema._map_basic_serializer(self.target, direction), "additionalProperties": False}
+        schema = {**auto_schema._map_basic_serializer(self.target, direction), "additionalProperties": False}
+        if direction != "request":
+            return schema
+        patterns = getattr(self.target, "openapi_patterns", {})
+        for name, field in self.target.fields.items():
+            prop = schema["properties"].get(name)
+            if prop is None or not isinstance(field, serializers.CharField):
+                continue
+            if name in patterns:
+                prop["pattern"] = patterns[name]
+            elif "pattern" not in prop and "format" not in prop:
+                prop["pattern"] = _text_pattern(field)
+        return {**schema, **getattr(self.target, "openapi_rules", {})}
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "wallet_project.core.money.AmountField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
-        return {"oneOf": [{"type": "string", "example": "12.5"}, {"type": "number", "example": 12.5}]}
+        # parse_amount's plain decimal notation (surrounding blanks trimmed), with a non-zero digit: zero and
+        # negative amounts are AMOUNT_NOT_POSITIVE. Per-currency places and limits, and balances, are the
+        # domain's answer (400 with their own codes), beyond what a schema can say.
+        positive = r"^\s*\+?(?=[0-9.]*[1-9])(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*$"
+        return {
+            "oneOf": [
+                {"type": "string", "pattern": positive, "example": "12.5"},
+                {"type": "number", "minimum": 0, "exclusiveMinimum": True, "example": 12.5},
+            ]
+        }

@@ -12,7 +12,9 @@ from contextvars import ContextVar
 from django.http import HttpRequest, HttpResponse
 
 TRACE_HEADER = "X-Trace-ID"
-_WELL_FORMED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")
+# A client's own id is kept when it is 1-128 visible ASCII characters (no spaces, no control characters),
+# as the Go service kept any id: clients correlate on their own ids, however short.
+_WELL_FORMED = re.compile(r"[\x21-\x7e]{1,128}")
 _trace_id: ContextVar[str] = ContextVar("trace_id", default="")
 
 access_logger = logging.getLogger("wallet.access")
@@ -47,7 +49,7 @@ class TraceIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get(TRACE_HEADER, "")
-        trace_id = incoming if _WELL_FORMED.match(incoming) else new_trace_id()
+        trace_id = incoming if _WELL_FORMED.fullmatch(incoming) else new_trace_id()
         token = _trace_id.set(trace_id)
         request.trace_id = trace_id  # type: ignore[attr-defined]  # an attribute of our own on the request
         started = time.perf_counter()

@@ -7,7 +7,14 @@ from wallet_project.core.params import int_param
 from wallet_project.core.permissions import ensure_owner_or_staff
 from wallet_project.core.schema import errors, int_query
 from wallets.api.serializers import StatsOut, WalletOpenIn, WalletOut
-from wallets.selectors import parse_window, wallet_document, wallet_get, wallet_list, wallet_stats
+from wallets.selectors import (
+    WINDOW_PATTERN,
+    parse_window,
+    wallet_document,
+    wallet_get,
+    wallet_list,
+    wallet_stats,
+)
 from wallets.services import wallet_open
 
 CURRENCY_PARAMS = [
@@ -38,7 +45,7 @@ class WalletViewSet(viewsets.ViewSet):
         parameters=[
             OpenApiParameter(
                 "window",
-                {"type": "string", "pattern": "^[1-9][0-9]{0,4}[mhd]$"},
+                {"type": "string", "pattern": WINDOW_PATTERN},
                 description="30m, 24h, 7d… (default 24h, at most 3660d)",
             ),
             *CURRENCY_PARAMS,
