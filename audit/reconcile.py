@@ -234,33 +234,29 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
 # join). Besides the legs' number and amounts, whose wallet each leg is on and in which currency: the
 # owner and currency are not in the hashed material, so only this catches a wallet that was handed to
 # another user (or moved to another currency) together with its history.
-_BAD_OWNER = """CASE WHEN h.id IS NOT NULL AND (
-        (h.wallet_id IS DISTINCT FROM t.from_wallet_id AND h.wallet_id IS DISTINCT FROM t.to_wallet_id)
-        OR w.currency_id <> t.currency_id OR h.user_id <> w.user_id
-        OR (h.wallet_id = t.from_wallet_id AND w.user_id IS DISTINCT FROM t.from_user_id)
-        OR (h.wallet_id = t.to_wallet_id AND w.user_id IS DISTINCT FROM t.to_user_id)) THEN 1 ELSE 0 END"""
-_LEGS_SQL = (
-    """
-SELECT t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id,
-       COUNT(h.id),
-       COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0),
-       COALESCE(SUM("""
-    + _BAD_OWNER
-    + """), 0)
-FROM transactions_transaction t LEFT JOIN audit_balancehistory h ON h.transaction_id = t.id
-LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
-GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
-HAVING COUNT(h.id) <> (CASE WHEN t.type = 'transfer' THEN 2 ELSE 1 END)
-    OR COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0)
-       <> (CASE WHEN t.from_wallet_id IS NULL THEN 0 ELSE 1 END)
-    OR COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
-       <> (CASE WHEN t.to_wallet_id IS NULL THEN 0 ELSE 1 END)
-    OR COALESCE(SUM("""
-    + _BAD_OWNER
-    + """), 0) > 0
+_LEGS_SQL = """
+SELECT id, type, amount, from_wallet_id, to_wallet_id, legs, debit_ok, credit_ok, bad_owner FROM (
+    SELECT t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id,
+           COUNT(h.id) AS legs,
+           COALESCE(SUM(CASE WHEN h.wallet_id = t.from_wallet_id AND h.delta = -t.amount THEN 1 ELSE 0 END), 0)
+               AS debit_ok,
+           COALESCE(SUM(CASE WHEN h.wallet_id = t.to_wallet_id AND h.delta = t.amount THEN 1 ELSE 0 END), 0)
+               AS credit_ok,
+           COALESCE(SUM(CASE WHEN h.id IS NOT NULL AND (
+               (h.wallet_id IS DISTINCT FROM t.from_wallet_id AND h.wallet_id IS DISTINCT FROM t.to_wallet_id)
+               OR w.currency_id <> t.currency_id OR h.user_id <> w.user_id
+               OR (h.wallet_id = t.from_wallet_id AND w.user_id IS DISTINCT FROM t.from_user_id)
+               OR (h.wallet_id = t.to_wallet_id AND w.user_id IS DISTINCT FROM t.to_user_id)) THEN 1 ELSE 0 END), 0)
+               AS bad_owner
+    FROM transactions_transaction t LEFT JOIN audit_balancehistory h ON h.transaction_id = t.id
+    LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
+    GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
+) per_transaction
+WHERE legs <> (CASE WHEN type = 'transfer' THEN 2 ELSE 1 END)
+    OR debit_ok <> (CASE WHEN from_wallet_id IS NULL THEN 0 ELSE 1 END)
+    OR credit_ok <> (CASE WHEN to_wallet_id IS NULL THEN 0 ELSE 1 END)
+    OR bad_owner > 0
 """
-)
 
 # The legs of one flagged transaction, to say what is wrong with each (run for the examples only).
 _LEG_OWNERS_SQL = """
