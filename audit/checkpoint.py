@@ -25,11 +25,12 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
+from audit import receipts
 from audit.models import Checkpoint
-from wallet_project.core import receipts
+from events.outbox import outbox_insert, publish_on_commit
+from events.schemas import checkpoint_v1
 
 CHECKPOINT_VERSION = 1
-EVENT_TYPE = "ledger.checkpoint"
 # pg_advisory_lock key of the checkpoint command (any constant no other code uses).
 ADVISORY_LOCK = int.from_bytes(hashlib.sha256(b"wallet:ledger-checkpoint").digest()[:7], "big")
 
@@ -104,7 +105,6 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
     would not be what the checkpoint saw.
     """
     from audit.reconcile import supply_totals
-    from wallets.models import Wallet
 
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -116,6 +116,8 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM transactions_transaction")
             count, last_id = cursor.fetchone()
+            cursor.execute("SELECT COUNT(*) FROM wallets_wallet")  # (SQL: audit reads no ledger model)
+            (wallet_count,) = cursor.fetchone()
         heads = _heads()
         fields = {
             "v": CHECKPOINT_VERSION,
@@ -123,7 +125,7 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
             "created_at": datetime.now(UTC).isoformat(),
             "last_transaction_id": int(last_id),
             "transaction_count": int(count),
-            "wallet_count": Wallet.objects.count(),
+            "wallet_count": int(wallet_count),
             "heads_digest": heads_digest(heads),
             "wallets_with_history": len(heads),
             # Balances only: the movements up to the last id cannot change once the lock is gone, so
@@ -245,19 +247,15 @@ def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
 
 
 def _enqueue_event(checkpoint: Checkpoint) -> None:
-    from wallet_project.core.outbox import outbox_insert, publish_on_commit
-
     event_id = uuid.uuid4()
-    event = {
-        "event_id": str(event_id),
-        "event_type": EVENT_TYPE,
-        "schema_version": 1,
-        "occurred_at": checkpoint.created_at.isoformat().replace("+00:00", "Z"),
-        "checkpoint_id": checkpoint.pk,
-        "payload": checkpoint.payload,
-        "signature": checkpoint.signature,
-        "key_id": checkpoint.key_id,
-    }
+    event = checkpoint_v1(
+        event_id=event_id,
+        occurred_at=checkpoint.created_at.isoformat().replace("+00:00", "Z"),
+        checkpoint_id=checkpoint.pk,
+        payload=checkpoint.payload,
+        signature=checkpoint.signature,
+        key_id=checkpoint.key_id,
+    )
     row = outbox_insert(
         key=f"checkpoint:{checkpoint.pk}",
         event_id=event_id,

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import transaction
 
-from .models import OutboxEvent
+from events.models import OutboxEvent
 
 
 def outbox_insert(
@@ -25,6 +25,6 @@ def publish_on_commit(event: OutboxEvent) -> None:
 
 
 def _publish_after_commit(event: OutboxEvent) -> None:
-    from . import publisher
+    from events import publisher
 
     publisher.publish_after_commit(event)
