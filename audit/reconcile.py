@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
 from audit.chain import GENESIS_HASH
+from audit.receipts import transaction_hash, verify
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
@@ -391,8 +392,6 @@ def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
 
 
 def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
-    from audit.receipts import transaction_hash, verify
-
     rows = _stream(
         "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
         "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "

@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import transaction
 
+from events import publisher
 from events.models import OutboxEvent
 
 
@@ -25,6 +26,4 @@ def publish_on_commit(event: OutboxEvent) -> None:
 
 
 def _publish_after_commit(event: OutboxEvent) -> None:
-    from events import publisher
-
     publisher.publish_after_commit(event)

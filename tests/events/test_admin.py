@@ -63,5 +63,8 @@ def test_idempotency_keys_are_read_only(staff):
     assert staff.get(reverse("admin:transactions_idempotencykey_changelist")).status_code == 200
     assert staff.get(reverse("admin:transactions_idempotencykey_change", args=[record.pk])).status_code == 200
     assert staff.get(reverse("admin:transactions_idempotencykey_add")).status_code == 403
-    assert staff.post(reverse("admin:transactions_idempotencykey_delete", args=[record.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        staff.post(reverse("admin:transactions_idempotencykey_delete", args=[record.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert IdempotencyKey.objects.filter(pk=record.pk).exists()
