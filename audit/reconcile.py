@@ -40,6 +40,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.chain import GENESIS_HASH
 from audit.receipts import transaction_hash, verify
+from audit.signed import HeadsDigest, load_file, newest_valid
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
@@ -140,8 +141,6 @@ class Cut:
     """Every wallet's chain cut at one transaction id: the length and head a checkpoint committed to."""
 
     def __init__(self, last_transaction_id: int, *, keep: bool = False) -> None:
-        from audit.checkpoint import HeadsDigest
-
         self.last_transaction_id = last_transaction_id
         self.digest = HeadsDigest()
         self.heads: dict[int, tuple[int, str]] | None = {} if keep else None
@@ -483,10 +482,8 @@ def _describe(signed: Any) -> dict[str, Any]:
 def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = None) -> Report:
     """Run every check in one snapshot; ``checkpoint_file`` adds the proof against a kept checkpoint.
 
-    Raises ``audit.checkpoint.CheckpointError`` when the file cannot be read or its signature fails.
+    Raises ``audit.signed.CheckpointError`` when the file cannot be read or its signature fails.
     """
-    from audit.checkpoint import load_file, newest_valid
-
     file_signed, file_heads = load_file(checkpoint_file) if checkpoint_file else (None, None)
     balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
     receipts, stored = Check("receipts"), Check("checkpoint")
