@@ -52,11 +52,12 @@ check: dev
 soak: dev test-setup
 	$(BIN)/pytest -m soak $(PYTEST_ARGS)
 
-# Lint, format and types: part of `make test`.
+# Lint, format, types and the app layers (docs/architecture.md): part of `make test`.
 lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The application code against django-stubs and djangorestframework-stubs ([tool.mypy] in pyproject.toml).
 typecheck: dev

@@ -7,7 +7,7 @@ from django.http import HttpResponseRedirect
 
 from accounts.models import User
 from accounts.services import user_revoke_tokens
-from wallet_project.core.money import format_amount
+from currencies.money import format_amount
 from wallets.models import Wallet
 
 

@@ -20,7 +20,7 @@ class User(AbstractUser):
 
     objects: ClassVar[CaseInsensitiveUserManager] = CaseInsensitiveUserManager()
     # Not a column: only on the user JWTAuthentication builds from a token whose account check is
-    # deferred (read it with core.authentication.unverified_token_version, which allows for its absence).
+    # deferred (read it with core.deferred_auth.unverified_token_version, which allows for its absence).
     unverified_token_version: int | None
 
     class Meta:

@@ -15,13 +15,13 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts.authentication import CLAIM_CONVERSION_ERRORS, TOKEN_VERSION_CLAIM
 from accounts.models import User
 from currencies.models import Currency
+from currencies.money import check_amount, parse_amount
 from transactions.models import Transaction
 from transactions.services import ledger_post, run_in_transaction
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import CLAIM_CONVERSION_ERRORS, TOKEN_VERSION_CLAIM
-from wallet_project.core.money import check_amount, parse_amount
 from wallets.models import Wallet
 
 

@@ -3,9 +3,9 @@
 from django.contrib import admin
 
 from audit.models import BalanceHistory, Checkpoint
-from transactions.admin import ReadOnlyAdmin
+from currencies.money import format_amount
+from wallet_project.core.admin_base import ReadOnlyAdmin
 from wallet_project.core.exports import csv_response
-from wallet_project.core.money import format_amount
 
 CSV_COLUMNS = [
     ("id", lambda e: e.pk),

@@ -6,7 +6,10 @@ import hashlib
 from datetime import datetime
 from decimal import Decimal
 
-from wallet_project.core.money import format_amount
+from currencies.money import format_amount
+
+# The prev_hash of a wallet's first entry, and the audit_head of a wallet with none.
+GENESIS_HASH = "0" * 64
 
 
 def entry_hash(

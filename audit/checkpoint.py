@@ -15,67 +15,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 
+from audit import receipts
 from audit.models import Checkpoint
-from wallet_project.core import receipts
+from audit.reconcile import Check, _check_receipts, supply_totals
+from audit.signed import CHECKPOINT_VERSION, CheckpointError, HeadsDigest, Signed, canonical, heads_digest, newest_valid
+from events.outbox import outbox_insert, publish_on_commit
+from events.schemas import checkpoint_v1
 
-CHECKPOINT_VERSION = 1
-EVENT_TYPE = "ledger.checkpoint"
 # pg_advisory_lock key of the checkpoint command (any constant no other code uses).
 ADVISORY_LOCK = int.from_bytes(hashlib.sha256(b"wallet:ledger-checkpoint").digest()[:7], "big")
-
-
-class CheckpointError(Exception):
-    """The checkpoint could not be taken or read (the message says why)."""
-
-
-@dataclass(frozen=True)
-class Signed:
-    """A checkpoint as signed: the canonical payload text, its parsed fields and the signature."""
-
-    payload: str
-    signature: str
-    key_id: str
-    fields: dict[str, Any]
-
-    @property
-    def last_transaction_id(self) -> int:
-        return int(self.fields["last_transaction_id"])
-
-
-class HeadsDigest:
-    """sha256 over ``wallet_id:length:entry_hash\\n`` of every wallet with history, fed in wallet id order."""
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self.wallets = 0
-
-    def add(self, wallet_id: int, length: int, head: str) -> None:
-        self._sha.update(f"{wallet_id}:{length}:{head}\n".encode())
-        self.wallets += 1
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-
-def heads_digest(heads: Iterable[tuple[int, int, str]]) -> str:
-    digest = HeadsDigest()
-    for wallet_id, length, head in heads:
-        digest.add(wallet_id, length, head)
-    return digest.hexdigest()
-
-
-def canonical(fields: dict[str, Any]) -> str:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _heads() -> list[tuple[int, int, str]]:
@@ -103,9 +59,6 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
     snapshot (ids are taken at insert, not at commit), and "every transaction up to the last id"
     would not be what the checkpoint saw.
     """
-    from audit.reconcile import supply_totals
-    from wallets.models import Wallet
-
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql":
@@ -116,6 +69,8 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM transactions_transaction")
             count, last_id = cursor.fetchone()
+            cursor.execute("SELECT COUNT(*) FROM wallets_wallet")  # (SQL: audit reads no ledger model)
+            (wallet_count,) = cursor.fetchone()
         heads = _heads()
         fields = {
             "v": CHECKPOINT_VERSION,
@@ -123,7 +78,7 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
             "created_at": datetime.now(UTC).isoformat(),
             "last_transaction_id": int(last_id),
             "transaction_count": int(count),
-            "wallet_count": Wallet.objects.count(),
+            "wallet_count": int(wallet_count),
             "heads_digest": heads_digest(heads),
             "wallets_with_history": len(heads),
             # Balances only: the movements up to the last id cannot change once the lock is gone, so
@@ -160,8 +115,6 @@ def _extends(previous: Signed | None, fields: dict[str, Any]) -> list[dict[str, 
     still there, and every transaction since it carries a valid receipt signature. Otherwise a row
     forged between two checkpoints would be vouched for by the second one.
     """
-    from audit.reconcile import Check, _check_receipts, supply_totals
-
     problems: list[dict[str, Any]] = []
     since = 0
     if previous is not None:
@@ -212,8 +165,6 @@ def _one_at_a_time() -> Iterator[None]:
 
 
 def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
-    from audit.reconcile import supply_totals
-
     fields, heads = _snapshot()
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -245,19 +196,15 @@ def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
 
 
 def _enqueue_event(checkpoint: Checkpoint) -> None:
-    from wallet_project.core.outbox import outbox_insert, publish_on_commit
-
     event_id = uuid.uuid4()
-    event = {
-        "event_id": str(event_id),
-        "event_type": EVENT_TYPE,
-        "schema_version": 1,
-        "occurred_at": checkpoint.created_at.isoformat().replace("+00:00", "Z"),
-        "checkpoint_id": checkpoint.pk,
-        "payload": checkpoint.payload,
-        "signature": checkpoint.signature,
-        "key_id": checkpoint.key_id,
-    }
+    event = checkpoint_v1(
+        event_id=event_id,
+        occurred_at=checkpoint.created_at.isoformat().replace("+00:00", "Z"),
+        checkpoint_id=checkpoint.pk,
+        payload=checkpoint.payload,
+        signature=checkpoint.signature,
+        key_id=checkpoint.key_id,
+    )
     row = outbox_insert(
         key=f"checkpoint:{checkpoint.pk}",
         event_id=event_id,
@@ -277,55 +224,3 @@ def export(checkpoint: Checkpoint, heads: list[tuple[int, int, str]]) -> dict[st
         "key_id": checkpoint.key_id,
         "heads": [[wallet_id, length, head] for wallet_id, length, head in heads],
     }
-
-
-def verify_signed(payload: str, signature: str, key_id: str) -> Signed | None:
-    """The parsed checkpoint if ``signature`` verifies with a trusted receipt key, else None."""
-    key = (key_id or "").lower()
-    if key not in receipts.trusted_public_keys():
-        return None
-    if not receipts.verify_message(payload.encode(), signature, public_key=key):
-        return None
-    try:
-        fields = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(fields, dict) or fields.get("v") != CHECKPOINT_VERSION:
-        return None
-    return Signed(payload=payload, signature=signature, key_id=key, fields=fields)
-
-
-def load_file(path: str) -> tuple[Signed, list[tuple[int, int, str]]]:
-    """Read and verify a checkpoint file; raises CheckpointError when it cannot be trusted."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            document = json.load(handle)
-        payload, signature, key_id = document["payload"], document["signature"], document["key_id"]
-        heads = [(int(w), int(n), str(h)) for w, n, h in document["heads"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot read checkpoint file {path}: {exc}") from exc
-    signed = verify_signed(payload, signature, key_id)
-    if signed is None:
-        raise CheckpointError("checkpoint signature does not verify with any trusted receipt key")
-    if heads_digest(heads) != signed.fields["heads_digest"] or len(heads) != signed.fields["wallets_with_history"]:
-        raise CheckpointError("checkpoint file's heads do not match its signed digest")
-    return signed, heads
-
-
-def newest_valid() -> tuple[Signed | None, list[int]]:
-    """The newest checkpoint in the database whose signature verifies, and the ids of rows that do not.
-
-    Newest by the signed ``last_transaction_id``, never by a column a superuser could edit. Every row is
-    verified (about 0.1 ms each: a year of hourly checkpoints costs a second).
-    """
-    invalid: list[int] = []
-    best: Signed | None = None
-    for pk, payload, signature, key_id in Checkpoint.objects.order_by("id").values_list(
-        "pk", "payload", "signature", "key_id"
-    ):
-        signed = verify_signed(payload, signature, key_id)
-        if signed is None:
-            invalid.append(pk)
-        elif best is None or signed.last_transaction_id > best.last_transaction_id:
-            best = signed
-    return best, invalid

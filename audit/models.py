@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
-from wallet_project.core.money_field import MoneyField
+from currencies.money_field import MoneyField
 
 
 class BalanceHistory(models.Model):

@@ -38,7 +38,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 
-from wallets.models import GENESIS_HASH
+from audit.chain import GENESIS_HASH
+from audit.receipts import transaction_hash, verify
+from audit.signed import HeadsDigest, load_file, newest_valid
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
@@ -139,8 +141,6 @@ class Cut:
     """Every wallet's chain cut at one transaction id: the length and head a checkpoint committed to."""
 
     def __init__(self, last_transaction_id: int, *, keep: bool = False) -> None:
-        from audit.checkpoint import HeadsDigest
-
         self.last_transaction_id = last_transaction_id
         self.digest = HeadsDigest()
         self.heads: dict[int, tuple[int, str]] | None = {} if keep else None
@@ -278,7 +278,7 @@ def _check_legs(legs: Check) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM transactions_transaction")
         legs.checked = cursor.fetchone()[0]
-        # SQLite keeps money as fixed-width text (wallet_project/core/money_field.py): negate by spelling.
+        # SQLite keeps money as fixed-width text (currencies/money_field.py): negate by spelling.
         cursor.execute(
             _LEGS_SQL if connection.vendor == "postgresql" else _LEGS_SQL.replace("-t.amount", "'-' || t.amount")
         )
@@ -328,22 +328,24 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[tuple[str, Dec
     """Per currency: sum of balances, deposits, withdrawals (the movements up to an id, if given)."""
     if connection.vendor != "postgresql":
         # SQLite sums NUMERIC columns as floats; add exactly in Python instead (local databases are small).
-        from currencies.models import Currency
-        from transactions.models import Transaction
-        from wallets.models import Wallet
-
-        rows = []
-        for currency in Currency.objects.order_by("id"):
-            balances = sum(
-                (w for w in Wallet.objects.filter(currency=currency).values_list("balance", flat=True)), Decimal(0)
-            )
-            moves = Transaction.objects.filter(currency=currency)
-            if up_to_transaction_id is not None:
-                moves = moves.filter(id__lte=up_to_transaction_id)
-            deposits = sum((a for a in moves.filter(type="deposit").values_list("amount", flat=True)), Decimal(0))
-            withdrawals = sum((a for a in moves.filter(type="withdrawal").values_list("amount", flat=True)), Decimal(0))
-            rows.append((currency.code, balances, deposits, withdrawals))
-        return rows
+        # Plain SQL like the rest of reconcile: the auditor reads the tables, not the ledger's models.
+        cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
+        balances: dict[int, Decimal] = {}
+        deposits: dict[int, Decimal] = {}
+        withdrawals: dict[int, Decimal] = {}
+        for currency_id, balance in _stream("SELECT currency_id, balance FROM wallets_wallet"):
+            balances[currency_id] = balances.get(currency_id, Decimal(0)) + _dec(balance)
+        for currency_id, tx_type, amount in _stream(
+            "SELECT currency_id, type, amount FROM transactions_transaction "
+            "WHERE type IN ('deposit', 'withdrawal') AND id <= %s",
+            [cut],
+        ):
+            totals = deposits if tx_type == "deposit" else withdrawals
+            totals[currency_id] = totals.get(currency_id, Decimal(0)) + _dec(amount)
+        return [
+            (code, balances.get(cid, Decimal(0)), deposits.get(cid, Decimal(0)), withdrawals.get(cid, Decimal(0)))
+            for cid, code in _stream("SELECT id, code FROM currencies_currency ORDER BY id")
+        ]
     cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
     with connection.cursor() as cursor:
         cursor.execute(
@@ -385,8 +387,6 @@ def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
 
 
 def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
-    from wallet_project.core.receipts import transaction_hash, verify
-
     rows = _stream(
         "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
         "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
@@ -478,10 +478,8 @@ def _describe(signed: Any) -> dict[str, Any]:
 def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = None) -> Report:
     """Run every check in one snapshot; ``checkpoint_file`` adds the proof against a kept checkpoint.
 
-    Raises ``audit.checkpoint.CheckpointError`` when the file cannot be read or its signature fails.
+    Raises ``audit.signed.CheckpointError`` when the file cannot be read or its signature fails.
     """
-    from audit.checkpoint import load_file, newest_valid
-
     file_signed, file_heads = load_file(checkpoint_file) if checkpoint_file else (None, None)
     balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
     receipts, stored = Check("receipts"), Check("checkpoint")

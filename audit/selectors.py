@@ -2,16 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
-from accounts.models import User
 from audit.models import BalanceHistory
+from currencies.money import format_amount
 from wallet_project.core import exceptions as errors
-from wallet_project.core.money import format_amount
 from wallet_project.core.params import datetime_param, int_param
 
 
-def balance_history_queryset(*, viewer: User, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
+def balance_history_queryset(*, viewer: AbstractUser, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
     """Own entries for users; staff see all and may filter by user. ``viewer`` is authenticated."""
     qs = BalanceHistory.objects.all()
     user_id = int_param(params, "user_id")

@@ -33,8 +33,8 @@ LEDGER_INPUTS = [
     "audit/models.py",
     "transactions/models.py",
     "wallets/models.py",
-    "wallet_project/core/receipts.py",
-    "wallet_project/core/money.py",
+    "audit/receipts.py",
+    "currencies/money.py",
 ]
 BENCH_PASSWORD = "bench-password-" + "x" * 8  # noqa: S105 - a throwaway password for generated users
 
@@ -194,7 +194,7 @@ def _drop_secondary(cursor, table: str) -> list:
 
 def _hash_and_sign(batch: list[tuple]) -> list[tuple[str, str]]:
     """Receipt hash and signature of each movement; runs in a pool worker (the expensive, parallel part)."""
-    from wallet_project.core.receipts import sign, transaction_hash
+    from audit.receipts import sign, transaction_hash
 
     out = []
     for uid, tx_type, from_user, to_user, code, amount, created_at in batch:
@@ -224,12 +224,12 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
     from django.db import connection
     from psycopg import sql
 
-    from audit.chain import entry_hash
+    from audit.chain import GENESIS_HASH, entry_hash
     from audit.models import BalanceHistory
     from currencies.models import Currency
+    from currencies.money import QUANT
     from transactions.models import Transaction
-    from wallet_project.core.money import QUANT
-    from wallets.models import GENESIS_HASH, Wallet
+    from wallets.models import Wallet
 
     started = time.perf_counter()
     rng = random.Random(seed_value)

@@ -4,7 +4,6 @@ from django import forms
 from django.contrib import admin
 
 from currencies.models import Currency
-from wallets.models import Wallet
 
 
 class CurrencyForm(forms.ModelForm):
@@ -19,7 +18,7 @@ class CurrencyForm(forms.ModelForm):
         decimals = self.cleaned_data["decimals"]
         current = self.instance
         # Fewer places would make existing balances unrepresentable in the currency.
-        if current.pk and decimals < current.decimals and Wallet.objects.filter(currency=current).exists():
+        if current.pk and decimals < current.decimals and current.wallets.exists():
             raise forms.ValidationError("decimals cannot be lowered once wallets hold this currency")
         return decimals
 

@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from wallet_project.core.money_field import MoneyField
+from currencies.money_field import MoneyField
 
 
 class Currency(models.Model):

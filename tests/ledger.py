@@ -12,11 +12,11 @@ from django.db import connections
 from django.db.backends.postgresql.operations import DatabaseOperations
 from rest_framework.test import APIClient
 
-from audit.chain import entry_hash
+from audit.chain import GENESIS_HASH, entry_hash
 from audit.models import BalanceHistory
-from transactions.models import Transaction
-from wallet_project.core.models import IdempotencyKey, OutboxEvent
-from wallets.models import GENESIS_HASH, Wallet
+from events.models import OutboxEvent
+from transactions.models import IdempotencyKey, Transaction
+from wallets.models import Wallet
 
 
 def balance(user, code: str = "USDT") -> Decimal:

@@ -1,4 +1,4 @@
-"""The tx.created event: the seed's flat fields for old consumers plus the full transaction."""
+"""The transaction document every API response shows, and the tx.created event built around it."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from currencies.money import format_amount
+from events.schemas import tx_created_v1
 from transactions.models import Transaction
-from wallet_project.core.money import format_amount
-
-EVENT_TYPE = "tx.created"
-SCHEMA_VERSION = 1
 
 
 class TransactionFields(Protocol):
@@ -60,17 +58,5 @@ def transaction_document(tx: TransactionFields, *, currency_code: str) -> dict:
 
 
 def tx_created_event(tx: Transaction, *, currency_code: str, event_id: uuid.UUID, trace_id: str) -> dict:
-    document = transaction_document(tx, currency_code=currency_code)
-    return {
-        "event_id": str(event_id),
-        "event_type": EVENT_TYPE,
-        "schema_version": SCHEMA_VERSION,
-        "occurred_at": document["created_at"],
-        "trace_id": trace_id,
-        "hash": tx.hash,
-        "from_user_id": tx.from_user_id,
-        "to_user_id": tx.to_user_id,
-        "amount": document["amount"],
-        "timestamp": document["created_at"],
-        "transaction": document,
-    }
+    """The tx.created event of a transaction (the envelope and its version: events.schemas)."""
+    return tx_created_v1(transaction_document(tx, currency_code=currency_code), event_id=event_id, trace_id=trace_id)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from wallet_project.core.money_field import MoneyField
+from currencies.money_field import MoneyField
 
 
 class Transaction(models.Model):
@@ -68,3 +68,30 @@ class Transaction(models.Model):
 
     def __str__(self) -> str:
         return self.hash
+
+
+class IdempotencyKey(models.Model):
+    """The outcome of a money-moving POST, stored in the same database transaction as its effect.
+
+    A replay with the same key and body gets the stored outcome back; a crash mid-request rolls
+    the row back together with the money movement, so no key is ever left stuck.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    scope = models.CharField(max_length=64)
+    fingerprint = models.CharField(max_length=64)
+    transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # For failures that are part of the contract (e.g. INSUFFICIENT_BALANCE), the code and message.
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    error_message = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        db_table = "core_idempotencykey"  # created by the core app before transactions owned it
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_unique_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

@@ -6,21 +6,30 @@ from decimal import Decimal
 from string import hexdigits
 from typing import NamedTuple
 
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import connection
 from django.db.models import QuerySet
 
-from accounts.models import User
 from audit.models import BalanceHistory
+from audit.receipts import canonical_transaction
 from currencies.models import Currency
+from transactions.db import int8, prepared_cursor
 from transactions.events import transaction_document
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
-from wallet_project.core.db import int8, prepared_cursor
 from wallet_project.core.pagination import paginate
 from wallet_project.core.params import choice_param, datetime_param
-from wallet_project.core.receipts import canonical_transaction
 from wallets.models import Wallet
+
+
+def recipient_id_by_username(username: str) -> int:
+    """The active account a transfer by ``to_username`` goes to (the user table by its setting:
+    the ledger sits below accounts); the same lookup as ``accounts.selectors.user_get_by_username``."""
+    user = get_user_model().objects.filter(username__iexact=username.strip(), is_active=True).only("id").first()
+    if user is None:
+        raise errors.RecipientNotFound()
+    return user.pk
 
 
 def history_queryset(*, user_id: int, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
@@ -174,7 +183,7 @@ def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
     return tx
 
 
-def receipt_document(tx: Transaction, *, viewer: User | AnonymousUser | None) -> dict:
+def receipt_document(tx: Transaction, *, viewer: AbstractUser | AnonymousUser | None) -> dict:
     document = {
         "hash": tx.hash,
         "signature": tx.signature,

@@ -21,25 +21,27 @@ from decimal import Decimal
 from typing import TypeVar
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from accounts.models import User
 from audit.chain import entry_hash
 from audit.models import BalanceHistory
+from audit.receipts import sign, transaction_hash
 from currencies.models import Currency
+from currencies.money import MAX_AMOUNT, check_amount
+from events.models import OutboxEvent
+from events.outbox import outbox_insert, publish_on_commit
+from transactions.db import int8, prepared_cursor
 from transactions.events import tx_created_event
+from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
-from wallet_project.core.db import int8, prepared_cursor
-from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
-from wallet_project.core.models import OutboxEvent
-from wallet_project.core.money import MAX_AMOUNT, check_amount
-from wallet_project.core.outbox import outbox_insert, publish_on_commit
-from wallet_project.core.receipts import sign, transaction_hash
 from wallet_project.core.tracing import current_trace_id
 from wallets.models import Wallet
+
+User = get_user_model()  # the ledger sits below accounts: the user table by its setting
 
 logger = logging.getLogger(__name__)
 

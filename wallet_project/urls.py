@@ -10,12 +10,13 @@ from drf_spectacular.views import (
 )
 
 import wallet_project.core.converters  # noqa: F401 - registers the <id:...> converter
+from events import views as events_views
 from wallet_project.core import views as core_views
 from wallet_project.core.metrics import metrics_view
 
 urlpatterns = [
     path("health", core_views.health, name="health"),
-    path("ready", core_views.ready, name="ready"),
+    path("ready", events_views.ready, name="ready"),
     path("metrics", metrics_view, name="metrics"),
     path("", include("accounts.api.urls")),
     path("", include("currencies.api.urls")),

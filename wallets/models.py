@@ -2,9 +2,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from wallet_project.core.money_field import MoneyField
-
-GENESIS_HASH = "0" * 64
+from audit.chain import GENESIS_HASH
+from currencies.money_field import MoneyField
 
 
 class Wallet(models.Model):

@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from transactions.api.serializers import PaginationOut
+from wallet_project.core.pagination import PaginationOut
 
 
 class BalanceHistoryOut(serializers.Serializer):

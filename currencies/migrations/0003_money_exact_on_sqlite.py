@@ -1,9 +1,9 @@
-"""Money as exact text on SQLite (wallet_project/core/money_field.py); nothing changes on PostgreSQL."""
+"""Money as exact text on SQLite (currencies/money_field.py); nothing changes on PostgreSQL."""
 
 from django.db import migrations
 
-import wallet_project.core.money_field
-from wallet_project.core.money_field import sqlite_checks_suspended, sqlite_money_respelled
+import currencies.money_field
+from currencies.money_field import sqlite_checks_suspended, sqlite_money_respelled
 
 
 class Migration(migrations.Migration):
@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="currency",
             name="max_transfer_amount",
-            field=wallet_project.core.money_field.MoneyField(blank=True, decimal_places=8, max_digits=20, null=True),
+            field=currencies.money_field.MoneyField(blank=True, decimal_places=8, max_digits=20, null=True),
         ),
         migrations.RunPython(
             sqlite_money_respelled("currencies", "Currency", "max_transfer_amount"),

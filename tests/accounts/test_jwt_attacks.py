@@ -144,7 +144,7 @@ def test_a_token_checked_before_still_expires(path, monkeypatch):
 
     import rest_framework_simplejwt.tokens as simplejwt_tokens
 
-    from wallet_project.core import authentication
+    from accounts import authentication
 
     user = UserFactory()
     token = jwt.encode(claims_for(user, exp=int(time.time()) + 60), KEY, algorithm="HS256")
@@ -160,7 +160,7 @@ def test_a_token_checked_before_still_expires(path, monkeypatch):
 
 
 def test_remembered_tokens_are_forgotten_when_the_signing_settings_change(settings):
-    from wallet_project.core import authentication
+    from accounts import authentication
 
     token = jwt.encode(claims_for(UserFactory()), KEY, algorithm="HS256")
     assert call_with(token).status_code == 200

@@ -4,9 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from audit.chain import entry_hash
+from audit.chain import GENESIS_HASH, entry_hash
 from transactions.services import deposit_create, transfer_create, withdrawal_create
-from wallets.models import GENESIS_HASH
 
 pytestmark = pytest.mark.django_db
 

@@ -11,12 +11,12 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from audit.models import Checkpoint
+from audit.receipts import public_key_hex
 from currencies.models import Currency
+from events.models import OutboxEvent
 from tests.audit.test_reconcile_command import _wallet, failing_checks, forge_transfer, run_reconcile, tamper
 from transactions.models import Transaction
 from transactions.services import transfer_create, withdrawal_create
-from wallet_project.core.models import OutboxEvent
-from wallet_project.core.receipts import public_key_hex
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +195,7 @@ def test_a_checkpoint_file_whose_heads_were_edited_is_refused(ledger, tmp_path):
 
 
 def test_a_checkpoint_signed_with_a_retired_key_still_verifies(ledger, tmp_path, settings):
-    from wallet_project.core import receipts
+    from audit import receipts
 
     path, _ = take_checkpoint(tmp_path)
     old_public = public_key_hex()

@@ -216,8 +216,8 @@ def forge_transfer(sender, recipient, amount, *, tx_id=None):
 
     from audit.chain import entry_hash
     from audit.models import BalanceHistory
+    from audit.receipts import transaction_hash
     from transactions.models import Transaction
-    from wallet_project.core.receipts import transaction_hash
 
     usdt = Currency.objects.get(code="USDT")
     source, target = _wallet(sender), _wallet(recipient)

@@ -21,11 +21,11 @@ from django.utils import timezone
 from audit.models import BalanceHistory
 from audit.reconcile import reconcile
 from currencies.models import Currency
+from currencies.money import MAX_AMOUNT
 from tests.ledger import balance, flushable_append_only_tables
 from transactions.models import Transaction
 from transactions.services import deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.money import MAX_AMOUNT
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
@@ -284,7 +284,7 @@ def test_migrating_a_database_of_the_previous_schema_keeps_every_amount(user_fac
 def test_the_sqlite_spelling_is_fixed_width_and_refuses_what_it_cannot_hold_exactly():
     from django.db import DataError
 
-    from wallet_project.core.money_field import to_sqlite_text
+    from currencies.money_field import to_sqlite_text
 
     assert to_sqlite_text(MAX_AMOUNT) == "0999999999999.99999999"
     assert to_sqlite_text(Decimal("-0.00000001")) == "-0000000000000.00000001"

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from wallet_project.core.models import IdempotencyKey
+from transactions.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
 

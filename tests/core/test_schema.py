@@ -155,7 +155,7 @@ def test_balance_history_filtered_by_a_code_no_currency_has_is_empty(user_factor
     ("key", "accepted"), [("k-1", True), ("a b", True), ("x" * 255, True), ("   ", False), ("é", False)]
 )
 def test_the_idempotency_key_header_schema_is_validate_keys_rule(schema, key, accepted):
-    from wallet_project.core.idempotency import validate_key
+    from transactions.idempotency import validate_key
 
     (param,) = [p for p in schema["paths"]["/wallet/transfer"]["post"]["parameters"] if p["name"] == "Idempotency-Key"]
     assert jsonschema.Draft4Validator(param["schema"]).is_valid(key) is accepted

@@ -26,8 +26,8 @@ from confluent_kafka.admin import AdminClient
 from django.core.management import call_command
 from django.test import override_settings
 
+from events import publisher
 from tests.ledger import flushable_append_only_tables
-from wallet_project.core import publisher
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short enough that a stalled broker fails deliveries quickly; the relay then takes over.

@@ -7,8 +7,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from events.models import OutboxEvent
 from tests.accounts.factories import UserFactory
-from wallet_project.core.models import IdempotencyKey, OutboxEvent
+from transactions.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +37,7 @@ def test_staff_find_an_event_by_hash_and_retry_it(staff):
     later = timezone.now() + timezone.timedelta(hours=1)
     stuck = outbox_row(attempts=4, last_error="_MSG_TIMED_OUT", available_at=later)
     done = outbox_row(state=OutboxEvent.State.PUBLISHED, published_at=timezone.now())
-    url = reverse("admin:core_outboxevent_changelist")
+    url = reverse("admin:events_outboxevent_changelist")
 
     listing = staff.get(url, {"q": stuck.key, "state__exact": "pending"})
     assert listing.status_code == 200
@@ -50,7 +51,7 @@ def test_staff_find_an_event_by_hash_and_retry_it(staff):
     assert (stuck.state, stuck.available_at) == (OutboxEvent.State.PENDING, None)
     assert (done.state, done.published_at) == (OutboxEvent.State.PENDING, None)
 
-    detail = staff.post(reverse("admin:core_outboxevent_change", args=[stuck.pk]), {"state": "published"})
+    detail = staff.post(reverse("admin:events_outboxevent_change", args=[stuck.pk]), {"state": "published"})
     stuck.refresh_from_db()
     assert stuck.state == OutboxEvent.State.PENDING, f"an outbox row was edited by hand ({detail.status_code})"
 
@@ -59,8 +60,11 @@ def test_idempotency_keys_are_read_only(staff):
     owner = UserFactory()
     record = IdempotencyKey.objects.create(user=owner, key="k-1", scope="transfer", fingerprint="f" * 64)
 
-    assert staff.get(reverse("admin:core_idempotencykey_changelist")).status_code == 200
-    assert staff.get(reverse("admin:core_idempotencykey_change", args=[record.pk])).status_code == 200
-    assert staff.get(reverse("admin:core_idempotencykey_add")).status_code == 403
-    assert staff.post(reverse("admin:core_idempotencykey_delete", args=[record.pk]), {"post": "yes"}).status_code == 403
+    assert staff.get(reverse("admin:transactions_idempotencykey_changelist")).status_code == 200
+    assert staff.get(reverse("admin:transactions_idempotencykey_change", args=[record.pk])).status_code == 200
+    assert staff.get(reverse("admin:transactions_idempotencykey_add")).status_code == 403
+    assert (
+        staff.post(reverse("admin:transactions_idempotencykey_delete", args=[record.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert IdempotencyKey.objects.filter(pk=record.pk).exists()

@@ -7,8 +7,8 @@ import pytest
 from confluent_kafka import Producer
 from django.core.management import CommandError, call_command
 
+from events.models import OutboxEvent
 from tests.events.conftest import wait_for
-from wallet_project.core.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

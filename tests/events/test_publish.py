@@ -7,10 +7,10 @@ from django.core.management import CommandError
 from django.test import override_settings
 from django.utils import timezone
 
+from events import publisher
+from events.models import OutboxEvent
 from tests.events.conftest import read_topic, relay_once, wait_for
 from transactions.models import Transaction
-from wallet_project.core import publisher
-from wallet_project.core.models import OutboxEvent
 
 # on_commit must really fire, and subprocesses must see the rows: no wrapping test transaction.
 # serialized_rollback restores the seeded currencies that the flush after each test removes.

@@ -8,9 +8,9 @@ from confluent_kafka.admin import AdminClient
 from django.db import transaction
 from django.test import override_settings
 
+from events.models import OutboxEvent
 from tests.events.conftest import manage, read_topic, relay_once, wait_for
 from transactions.models import Transaction
-from wallet_project.core.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 

@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wallet_project.core.models import OutboxEvent
+from events.models import OutboxEvent
 
 pytestmark = pytest.mark.django_db
 

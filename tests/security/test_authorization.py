@@ -10,8 +10,8 @@ from accounts.services import _issue_tokens
 from currencies.models import Currency
 from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state_with_keys
+from transactions.idempotency import request_fingerprint
 from transactions.services import Idempotency, transfer_create
-from wallet_project.core.idempotency import request_fingerprint
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db

@@ -20,11 +20,11 @@ from rest_framework.test import APIClient
 from accounts.services import _issue_tokens
 from audit.models import BalanceHistory
 from currencies.models import Currency
+from events.models import OutboxEvent
 from tests.conftest import make_user
 from tests.ledger import chain_problems, run_in_threads
 from transactions.models import Transaction
 from transactions.services import deposit_create, transfer_create
-from wallet_project.core.models import OutboxEvent
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

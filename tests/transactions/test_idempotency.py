@@ -8,9 +8,8 @@ from django.utils import timezone
 
 from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state, ledger_state_with_keys
-from transactions.models import Transaction
+from transactions.models import IdempotencyKey, Transaction
 from transactions.services import deposit_create
-from wallet_project.core.models import IdempotencyKey
 
 pytestmark = pytest.mark.django_db
 

@@ -8,9 +8,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from audit.receipts import canonical_transaction
 from transactions.models import Transaction
 from transactions.services import transfer_create
-from wallet_project.core.receipts import canonical_transaction
 
 pytestmark = pytest.mark.django_db
 

@@ -4,13 +4,14 @@ from decimal import Decimal
 
 import pytest
 
+from audit.chain import GENESIS_HASH
 from audit.models import BalanceHistory
 from currencies.models import Currency
+from events.models import OutboxEvent
 from tests.currencies.factories import CurrencyFactory
 from tests.ledger import balance, chain_problems, ledger_state
 from transactions.models import Transaction
-from wallet_project.core.models import OutboxEvent
-from wallets.models import GENESIS_HASH, Wallet
+from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
 

@@ -1,8 +1,9 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from currencies.money import AmountField
 from wallet_project.core.fields import FlatStrictSerializer, IdField
-from wallet_project.core.money import AmountField
+from wallet_project.core.pagination import PaginationOut
 
 
 class TransferIn(FlatStrictSerializer):
@@ -52,13 +53,6 @@ class TransferOut(TransactionOut):
 
 class HistoryItemOut(TransactionOut):
     direction = serializers.ChoiceField(choices=["sent", "received"])
-
-
-class PaginationOut(serializers.Serializer):
-    page = serializers.IntegerField()
-    page_size = serializers.IntegerField()
-    total = serializers.IntegerField()
-    total_pages = serializers.IntegerField()
 
 
 @extend_schema_serializer(many=False)  # a list action answering with one page object

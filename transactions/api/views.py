@@ -4,7 +4,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from accounts.selectors import user_get_by_username
+from audit.receipts import public_key_hex
 from currencies.selectors import currency_get
 from transactions.api.serializers import (
     HistoryPageOut,
@@ -16,13 +16,12 @@ from transactions.api.serializers import (
     TransferOut,
 )
 from transactions.events import transaction_document
-from transactions.selectors import history_page, receipt_document, transaction_get_by_hash
+from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
+from transactions.selectors import history_page, receipt_document, recipient_id_by_username, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import check_deferred_account, unverified_token_version
-from wallet_project.core.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
+from wallet_project.core.deferred_auth import check_deferred_account, unverified_token_version
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
-from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
 from wallet_project.core.schema import errors as error_responses
 
@@ -92,7 +91,7 @@ class TransferViewSet(viewsets.ViewSet):
             raise errors.Forbidden("forbidden: from_user_id must be the authenticated user")
         currency = _currency(data)
         if "to_username" in data:
-            recipient_id = user_get_by_username(username=data["to_username"], not_found=errors.RecipientNotFound).pk
+            recipient_id = recipient_id_by_username(data["to_username"])
         else:
             # Existence and activity are checked under the wallet lock (transactions.services.ledger_post).
             recipient_id = data["to_user_id"]

@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from wallet_project.core.append_only import append_only
+from audit.append_only import append_only
 
 
 class Migration(migrations.Migration):

@@ -1,9 +1,9 @@
-"""Money as exact text on SQLite (wallet_project/core/money_field.py); nothing changes on PostgreSQL."""
+"""Money as exact text on SQLite (currencies/money_field.py); nothing changes on PostgreSQL."""
 
 from django.db import migrations
 
-import wallet_project.core.money_field
-from wallet_project.core.money_field import sqlite_checks_suspended, sqlite_money_respelled
+import currencies.money_field
+from currencies.money_field import sqlite_checks_suspended, sqlite_money_respelled
 
 
 class Migration(migrations.Migration):
@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="transaction",
             name="amount",
-            field=wallet_project.core.money_field.MoneyField(decimal_places=8, max_digits=20),
+            field=currencies.money_field.MoneyField(decimal_places=8, max_digits=20),
         ),
         migrations.RunPython(
             sqlite_money_respelled("transactions", "Transaction", "amount"), migrations.RunPython.noop, elidable=True

@@ -5,7 +5,7 @@ django-prometheus's middleware measures every request (rates, latencies, status 
 - ``wallet_transfers_total{outcome}``: ``POST /wallet/transfer`` answers by outcome (``completed``,
   ``replayed``, or the lower-cased error code, e.g. ``insufficient_balance``). It is counted from
   the finished response, so nothing is measured while the wallets are locked.
-- ``wallet_outbox_backlog``: events not yet published to Kafka, counted at scrape time.
+- ``wallet_outbox_backlog``: events not yet published to Kafka, counted at scrape time (events.metrics).
 
 Under several worker processes set ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess
 mode); the backlog gauge is read from the database on each scrape either way.
@@ -13,17 +13,13 @@ mode); the backlog gauge is read from the database on each scrape either way.
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
-
-logger = logging.getLogger("wallet.metrics")
 
 TRANSFER_VIEW = "transfer"
 
@@ -51,23 +47,8 @@ class TransferMetricsMiddleware:
         return response
 
 
-class OutboxBacklogCollector:
-    """Reads the backlog from the database when Prometheus scrapes, not on every transfer."""
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from .models import OutboxEvent
-
-        gauge = GaugeMetricFamily("wallet_outbox_backlog", "Outbox events not yet published to Kafka")
-        try:
-            gauge.add_metric([], OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).count())
-        except Exception:  # noqa: BLE001 - a scrape must answer even when the database does not
-            logger.warning("outbox backlog unavailable", exc_info=True)
-            gauge.add_metric([], float("nan"))
-        yield gauge
-
-
-_scrape_time = CollectorRegistry(auto_describe=False)
-_scrape_time.register(OutboxBacklogCollector())
+# Gauges read when Prometheus scrapes, not on every request: the apps register theirs (events.metrics).
+scrape_time = CollectorRegistry(auto_describe=False)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -76,4 +57,4 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return HttpResponse(generate_latest(registry) + generate_latest(_scrape_time), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(registry) + generate_latest(scrape_time), content_type=CONTENT_TYPE_LATEST)

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from django.db.models import QuerySet
+from rest_framework import serializers
 
 from .params import int_param
 
@@ -49,3 +50,12 @@ def _skip_to(queryset: QuerySet, offset: int, limit: int) -> list:
     ids = list(queryset.values_list("pk", flat=True)[offset : offset + limit])
     by_id = {row.pk: row for row in queryset.filter(pk__in=ids).order_by()}
     return [by_id[pk] for pk in ids if pk in by_id]
+
+
+class PaginationOut(serializers.Serializer):
+    """The envelope's ``pagination`` object, as the schema documents it."""
+
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total = serializers.IntegerField()
+    total_pages = serializers.IntegerField()

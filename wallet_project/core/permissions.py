@@ -11,20 +11,18 @@ from . import exceptions as errors
 MOVEMENT_PERMISSION = "transactions.add_transaction"
 
 if TYPE_CHECKING:  # annotations only
-    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.auth.models import AbstractUser, AnonymousUser
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
-    from accounts.models import User
 
-
-def ensure_owner_or_staff(user: User | AnonymousUser, user_id: int) -> None:
+def ensure_owner_or_staff(user: AbstractUser | AnonymousUser, user_id: int) -> None:
     """Users reach only their own resources; staff reach any."""
     if user.pk != user_id and not user.is_staff:
         raise errors.Forbidden("forbidden: you can only access your own resources")
 
 
-def can_move_money(user: User | AnonymousUser | None) -> bool:
+def can_move_money(user: AbstractUser | AnonymousUser | None) -> bool:
     """Active staff holding ``MOVEMENT_PERMISSION`` (superusers hold every permission)."""
     return bool(
         user is not None

@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
-
-from accounts.models import User
 
 from . import error_codes as codes
 from . import exceptions as errors
@@ -157,7 +156,7 @@ def _account_id(name: str) -> int | None:
     """The id ``get_by_natural_key`` (the login's lookup) would find for ``name``, if any."""
     if len(name) > USERNAME_MAX_LENGTH or "\x00" in name or not _encodable(name):
         return None  # refused by the login form or serializer; PostgreSQL would refuse it outright
-    return User.objects.filter(username__iexact=name).order_by("pk").values_list("pk", flat=True).first()
+    return get_user_model().objects.filter(username__iexact=name).order_by("pk").values_list("pk", flat=True).first()
 
 
 def _encodable(name: str) -> bool:

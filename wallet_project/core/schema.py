@@ -71,7 +71,7 @@ DATE_TIME = {"type": "string", "format": "date-time"}
 # (drf_spectacular.W001), which fails `manage.py check --deploy --fail-level WARNING`, and documents
 # ids and amounts as bare strings.
 class JWTAuthenticationScheme(SimpleJWTScheme):
-    target_class = "wallet_project.core.authentication.JWTAuthentication"
+    target_class = "accounts.authentication.JWTAuthentication"
 
 
 class IdFieldExtension(OpenApiSerializerFieldExtension):
@@ -121,7 +121,7 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
 
 
 class AmountFieldExtension(OpenApiSerializerFieldExtension):
-    target_class = "wallet_project.core.money.AmountField"
+    target_class = "currencies.money.AmountField"
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         # parse_amount's plain decimal notation (surrounding blanks trimmed), with a non-zero digit: zero and

@@ -1,8 +1,7 @@
-"""Liveness and readiness."""
+"""Liveness and the catch-all 404 (readiness, which reads the outbox, is events.views.ready)."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -19,8 +18,6 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from . import publisher
-from .models import OutboxEvent
 from .schema import security
 
 
@@ -37,42 +34,6 @@ from .schema import security
 @throttle_classes([])  # probes are never rate limited
 def health(request: Request) -> Response:
     return Response({"status": "ok"})
-
-
-@extend_schema(
-    summary="Readiness: database reachable, broker state, outbox backlog",
-    tags=["ops"],
-    auth=security({}),
-    responses={
-        200: inline_serializer(
-            "Ready",
-            {
-                "status": serializers.CharField(),
-                "database": serializers.CharField(),
-                "kafka": serializers.CharField(),
-                "outbox_backlog": serializers.IntegerField(),
-            },
-        ),
-        503: inline_serializer(
-            "NotReady",
-            {"status": serializers.CharField(), "database": serializers.CharField(), "kafka": serializers.CharField()},
-        ),
-    },
-)
-@api_view(["GET"])
-@authentication_classes([])
-@permission_classes([AllowAny])
-@renderer_classes([JSONRenderer])
-@throttle_classes([])
-def ready(request: Request) -> Response:
-    kafka = publisher.broker_state()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        backlog = OutboxEvent.objects.filter(state=OutboxEvent.State.PENDING).count()
-    except Exception:  # noqa: BLE001 - any database failure means "not ready"
-        return Response({"status": "unavailable", "database": "unreachable", "kafka": kafka}, status=503)
-    return Response({"status": "ready", "database": "connected", "kafka": kafka, "outbox_backlog": backlog})
 
 
 @csrf_exempt

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "wallets",
     "transactions",
     "audit",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -196,7 +197,7 @@ else:
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "wallet_project.core.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

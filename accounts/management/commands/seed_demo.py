@@ -19,10 +19,10 @@ from django.core.management.base import BaseCommand, CommandError
 from accounts.models import User
 from accounts.services import user_create
 from currencies.models import Currency
+from currencies.money import format_amount
 from transactions.models import Transaction
 from transactions.services import deposit_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.money import format_amount
 from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
 from wallets.models import Wallet
 from wallets.services import wallet_open

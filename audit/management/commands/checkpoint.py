@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if settings.KAFKA_BOOTSTRAP_SERVERS:
-            from wallet_project.core.publisher import ensure_topic
+            from events.publisher import ensure_topic
 
             # The publisher creates only the transaction topic; producers never auto-create one. Never
             # raises: with Kafka down the event stays pending in the outbox for the relay.

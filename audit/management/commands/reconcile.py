@@ -4,8 +4,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.checkpoint import CheckpointError
 from audit.reconcile import reconcile
+from audit.signed import CheckpointError
 
 
 class Command(BaseCommand):

@@ -2,14 +2,17 @@
 
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractUser
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import User
+from currencies.money import parse_amount
 from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from wallet_project.core import exceptions as errors
-from wallet_project.core.money import parse_amount
 from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
+
+User = get_user_model()  # the ledger sits below accounts
 
 
 class MovementCommand(BaseCommand):
@@ -23,7 +26,7 @@ class MovementCommand(BaseCommand):
         parser.add_argument("--staff", default=None, help="username of the staff member recorded as creator")
 
     @staticmethod
-    def _staff(username: str) -> User:
+    def _staff(username: str) -> AbstractUser:
         # Whoever runs the command has shell access; the name recorded as creator must still be
         # someone allowed to move money, as in the API and the admin.
         staff = User.objects.filter(username__iexact=username).first()

@@ -28,8 +28,8 @@ from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from wallet_project.core.models import OutboxEvent
-from wallet_project.core.publisher import (
+from events.models import OutboxEvent
+from events.publisher import (
     TOPIC_RETRY_S,
     delivery_error_text,
     ensure_topic,

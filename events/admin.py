@@ -1,10 +1,10 @@
-"""Outbox and idempotency keys in the ops console: both are written only by the services."""
+"""The outbox in the ops console: rows are written only by the producers (events.outbox)."""
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import IdempotencyKey, OutboxEvent
+from events.models import OutboxEvent
 
 
 @admin.register(OutboxEvent)
@@ -42,22 +42,3 @@ class OutboxEventAdmin(admin.ModelAdmin):
         # The relay picks the rows up on its next pass; consumers deduplicate any second copy on event_id.
         count = queryset.update(state=OutboxEvent.State.PENDING, available_at=None, published_at=None)
         self.message_user(request, f"{count} event(s) queued for the relay.", messages.SUCCESS)
-
-
-@admin.register(IdempotencyKey)
-class IdempotencyKeyAdmin(admin.ModelAdmin):
-    list_display = ["key", "user", "scope", "transaction", "error_code", "created_at"]
-    list_filter = ["scope", "created_at"]
-    search_fields = ["=key", "=user__username"]
-    list_select_related = ["user", "transaction"]
-    ordering = ["-created_at"]
-    show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: IdempotencyKey | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: IdempotencyKey | None = None) -> bool:
-        return False

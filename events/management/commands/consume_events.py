@@ -2,127 +2,22 @@
 
 The consumer ``assign()``s every partition directly (no consumer group: nothing to join, nothing
 committed), so it starts reading at once and never disturbs real consumers. ``--check`` validates
-every message against the documented schema (docs/events.md) and prints the number of distinct
+every message against its versioned schema (events/schemas.py, docs/events.md) and prints the number of distinct
 event ids; it exits non-zero if any message is malformed.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-import uuid
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from wallet_project.core.publisher import kafka_logger
-
-EVENT_FIELDS = {
-    "event_id",
-    "event_type",
-    "schema_version",
-    "occurred_at",
-    "trace_id",
-    "hash",
-    "from_user_id",
-    "to_user_id",
-    "amount",
-    "timestamp",
-    "transaction",
-}
-TRANSACTION_FIELDS = {
-    "id",
-    "hash",
-    "signature",
-    "status",
-    "type",
-    "from_user_id",
-    "to_user_id",
-    "currency_id",
-    "currency",
-    "amount",
-    "memo",
-    "created_at",
-}
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_AMOUNT = re.compile(r"^[0-9]+\.[0-9]{8}$")
-
-
-def _is_uuid(value) -> bool:
-    try:
-        return isinstance(value, str) and str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
-
-
-def _is_timestamp(value) -> bool:
-    try:
-        return isinstance(value, str) and datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
-    except ValueError:
-        return False
-
-
-def _is_amount(value) -> bool:
-    try:
-        return isinstance(value, str) and bool(_AMOUNT.match(value)) and Decimal(value) > 0
-    except InvalidOperation:
-        return False
-
-
-def _is_user_id(value) -> bool:
-    return value is None or (isinstance(value, int) and not isinstance(value, bool))
-
-
-def event_problems(*, key: bytes | None, headers: dict[str, str], value: bytes | None) -> list[str]:
-    """What is wrong with one tx.created message (empty when it matches the documented schema)."""
-    try:
-        event = json.loads(value or b"")
-    except ValueError:
-        return ["value is not JSON"]
-    if not isinstance(event, dict):
-        return ["value is not a JSON object"]
-    problems = []
-    if missing := EVENT_FIELDS - event.keys():
-        problems.append(f"missing fields: {sorted(missing)}")
-    if event.get("event_type") != "tx.created":
-        problems.append("event_type is not tx.created")
-    if event.get("schema_version") != 1:
-        problems.append("schema_version is not 1")
-    if not _is_uuid(event.get("event_id")):
-        problems.append("event_id is not a UUID")
-    if not (isinstance(event.get("hash"), str) and _HEX64.match(event["hash"])):
-        problems.append("hash is not 64 hex digits")
-    if not _is_amount(event.get("amount")):
-        problems.append("amount is not a positive decimal string with 8 places")
-    for name in ("occurred_at", "timestamp"):
-        if not _is_timestamp(event.get(name)):
-            problems.append(f"{name} is not an ISO 8601 timestamp with a zone")
-    for name in ("from_user_id", "to_user_id"):
-        if not _is_user_id(event.get(name)):
-            problems.append(f"{name} is not an integer or null")
-    if not isinstance(event.get("trace_id"), str):
-        problems.append("trace_id is not a string")
-    tx = event.get("transaction")
-    if not isinstance(tx, dict):
-        problems.append("transaction is not an object")
-    else:
-        if missing := TRANSACTION_FIELDS - tx.keys():
-            problems.append(f"transaction is missing: {sorted(missing)}")
-        for name in ("hash", "from_user_id", "to_user_id", "amount"):
-            if name in tx and tx[name] != event.get(name):
-                problems.append(f"transaction.{name} differs from {name}")
-    if key is None or key.decode(errors="replace") != event.get("hash"):
-        problems.append("key is not the transaction hash")
-    if headers.get("event_id") != event.get("event_id"):
-        problems.append("event_id header differs from the payload")
-    if headers.get("trace_id") != event.get("trace_id"):
-        problems.append("trace_id header differs from the payload")
-    return problems
+from events.publisher import kafka_logger
+from events.schemas import event_problems
 
 
 class Command(BaseCommand):

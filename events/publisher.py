@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models.functions import Now
 
-from .models import OutboxEvent
+from events.models import OutboxEvent
 
 logger = logging.getLogger("wallet.outbox")
 kafka_logger = logging.getLogger("wallet.kafka")

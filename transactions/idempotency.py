@@ -22,8 +22,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from . import exceptions as errors
-from .models import IdempotencyKey
+from transactions.models import IdempotencyKey
+from wallet_project.core import exceptions as errors
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255

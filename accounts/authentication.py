@@ -14,10 +14,10 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
+from wallet_project.core.deferred_auth import UNVERIFIED_TOKEN_VERSION
 
 if TYPE_CHECKING:  # annotations only: DRF imports this module while rest_framework.views loads
     from django.contrib.auth.base_user import AbstractBaseUser
-    from django.contrib.auth.models import AnonymousUser
     from rest_framework.request import Request
     from rest_framework_simplejwt.tokens import Token
 
@@ -85,7 +85,7 @@ class JWTAuthentication(BaseJWTAuthentication):
     A view with ``defer_account_check = True`` (the transfer endpoint) gets a user built from the
     signed token without a query of its own: the account check (exists, active, token not revoked)
     is not skipped but moved into the statement that locks the wallets (see
-    ``unverified_token_version``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
+    ``wallet_project.core.deferred_auth``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
     are checked up front, since a replay never reaches the lock; a refusal that comes before the lock
     runs the check first (``check_deferred_account``), so a revoked token learns nothing from the body.
     """
@@ -102,7 +102,7 @@ class JWTAuthentication(BaseJWTAuthentication):
             return None
         token = self.get_validated_token(raw_token)
         user = User(id=self.claimed_user_id(token), username=str(token.get("username", "")), is_active=True)
-        user.unverified_token_version = token.get(TOKEN_VERSION_CLAIM, 0)
+        setattr(user, UNVERIFIED_TOKEN_VERSION, token.get(TOKEN_VERSION_CLAIM, 0))
         return user, token
 
     def get_validated_token(self, raw_token: bytes) -> Token:
@@ -145,22 +145,3 @@ class JWTAuthentication(BaseJWTAuthentication):
         if token_revoked(user, validated_token):
             raise AuthenticationFailed("token has been revoked", code="token_revoked")
         return user
-
-
-def unverified_token_version(user: User | AnonymousUser) -> int | None:
-    """The token version still to be checked for a user authenticated with a deferred check, else None."""
-    return getattr(user, "unverified_token_version", None)
-
-
-def check_deferred_account(user: User | AnonymousUser) -> None:
-    """Run a deferred account check now (a query of its own): for answers that never reach the lock.
-
-    Raises ``AuthenticationFailed`` (401) when the account is gone or inactive or the token revoked;
-    does nothing for a user whose account was checked by ``authenticate`` already.
-    """
-    version = unverified_token_version(user)
-    if version is None or not isinstance(user, User):
-        return
-    if not User.objects.filter(pk=user.pk, is_active=True, token_version=version).exists():
-        raise AuthenticationFailed("user not found or inactive, or token revoked", code="token_revoked")
-    user.unverified_token_version = None

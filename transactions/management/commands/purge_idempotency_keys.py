@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from wallet_project.core.idempotency import idempotency_purge
+from transactions.idempotency import idempotency_purge
 
 
 class Command(BaseCommand):

@@ -7,7 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import transaction
 
-from .models import OutboxEvent
+from events import publisher
+from events.models import OutboxEvent
 
 
 def outbox_insert(
@@ -25,6 +26,4 @@ def publish_on_commit(event: OutboxEvent) -> None:
 
 
 def _publish_after_commit(event: OutboxEvent) -> None:
-    from . import publisher
-
     publisher.publish_after_commit(event)
