@@ -1,10 +1,10 @@
+from django.contrib.auth import get_user_model
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from accounts.selectors import user_get_by_username
 from currencies.selectors import currency_get
 from transactions.api.serializers import (
     HistoryPageOut,
@@ -19,9 +19,9 @@ from transactions.events import transaction_document
 from transactions.selectors import history_page, receipt_document, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.authentication import check_deferred_account, unverified_token_version
 from wallet_project.core.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
+from wallet_project.core.principal import principal_check, unverified_principal
 from wallet_project.core.receipts import public_key_hex
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
 from wallet_project.core.schema import errors as error_responses
@@ -61,7 +61,8 @@ def _currency(data: dict):
 
 
 class TransferViewSet(viewsets.ViewSet):
-    # The account behind the token is checked inside the wallet-lock statement, not by a query of its own.
+    # The caller is a Principal read from the token: its account is checked inside the wallet-lock
+    # statement, not by a query of its own.
     defer_account_check = True
 
     def handle_exception(self, exc):
@@ -71,7 +72,7 @@ class TransferViewSet(viewsets.ViewSet):
         # checked the account already) keep their round trips.
         if _before_the_account_check(exc):
             try:
-                check_deferred_account(self.request.user)
+                principal_check(self.request.user)
             except AuthenticationFailed as failed:
                 exc = failed
         return super().handle_exception(exc)
@@ -92,7 +93,7 @@ class TransferViewSet(viewsets.ViewSet):
             raise errors.Forbidden("forbidden: from_user_id must be the authenticated user")
         currency = _currency(data)
         if "to_username" in data:
-            recipient_id = user_get_by_username(username=data["to_username"], not_found=errors.RecipientNotFound).pk
+            recipient_id = _recipient_id(data["to_username"])
         else:
             # Existence and activity are checked under the wallet lock (transactions.services.ledger_post).
             recipient_id = data["to_user_id"]
@@ -103,10 +104,22 @@ class TransferViewSet(viewsets.ViewSet):
             amount=data["amount"],
             memo=data["memo"],
             idempotency=idempotency,
-            sender_token_version=unverified_token_version(request.user),
+            principal=unverified_principal(request.user),
         )
         body = {"message": "transfer successful", **transaction_document(tx, currency_code=currency.code)}
         return _money_response(tx, body)
+
+
+def _recipient_id(username: str) -> int:
+    recipient = (
+        get_user_model()
+        ._default_manager.filter(username__iexact=username.strip(), is_active=True)
+        .values_list("id", flat=True)
+        .first()
+    )
+    if recipient is None:
+        raise errors.RecipientNotFound()
+    return recipient
 
 
 def _before_the_account_check(exc: Exception) -> bool:
