@@ -369,9 +369,9 @@ def transfer_create(
 ) -> Transaction:
     """Move ``amount`` of ``currency`` from the sender's wallet to the recipient's.
 
-    ``principal``: the sender as authenticated without an account check (``DeferredJWTAuthentication``'s
-    ``Principal``): the check happens under the wallet lock, and an inactive, deleted or revoked sender
-    gets 401 with nothing moved.
+    ``principal``: the sender as the transfer endpoint authenticates them, from the token alone (an
+    unverified ``Principal``): the account check happens under the wallet lock, and an inactive,
+    deleted or revoked sender gets 401 with nothing moved.
     """
     amount = check_amount(amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
     if sender_id == recipient_id:

@@ -91,7 +91,7 @@ class JWTAuthentication(BaseJWTAuthentication):
     """
 
     # simplejwt types the user as AuthUser, a TypeVar that only its return types mention (no override
-    # can satisfy it): these two overrides say the user they return is an AbstractBaseUser, a User.
+    # can satisfy it): these two overrides say what they return, a User (or, deferred, a Principal).
     def authenticate(  # type: ignore[override]
         self, request: Request
     ) -> tuple[AbstractBaseUser | Principal, Token] | None:
