@@ -14,7 +14,7 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import User
-from wallet_project.core.deferred_auth import UNVERIFIED_TOKEN_VERSION
+from wallet_project.core.principal import Principal
 
 if TYPE_CHECKING:  # annotations only: DRF imports this module while rest_framework.views loads
     from django.contrib.auth.base_user import AbstractBaseUser
@@ -82,17 +82,19 @@ def _forget_tokens_on_new_keys(setting: str, **kwargs: object) -> None:
 class JWTAuthentication(BaseJWTAuthentication):
     """simplejwt's authentication, answering 401 (never 500) and honouring revocation.
 
-    A view with ``defer_account_check = True`` (the transfer endpoint) gets a user built from the
-    signed token without a query of its own: the account check (exists, active, token not revoked)
-    is not skipped but moved into the statement that locks the wallets (see
-    ``wallet_project.core.deferred_auth``). Requests that may replay a stored outcome (an ``Idempotency-Key``)
-    are checked up front, since a replay never reaches the lock; a refusal that comes before the lock
-    runs the check first (``check_deferred_account``), so a revoked token learns nothing from the body.
+    A view with ``defer_account_check = True`` (the transfer endpoint) gets a ``Principal`` built from
+    the signed token without a query of its own: the account check (exists, active, token not revoked)
+    is not skipped but moved into the statement that locks the wallets (the ledger's account step).
+    Requests that may replay a stored outcome (an ``Idempotency-Key``) are checked up front, since a
+    replay never reaches the lock; a refusal that comes before the lock runs the check first
+    (``principal_check``), so a revoked token learns nothing from the body.
     """
 
     # simplejwt types the user as AuthUser, a TypeVar that only its return types mention (no override
-    # can satisfy it): these two overrides say the user they return is an AbstractBaseUser, a User.
-    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, Token] | None:  # type: ignore[override]
+    # can satisfy it): these two overrides say what they return, a User (or, deferred, a Principal).
+    def authenticate(  # type: ignore[override]
+        self, request: Request
+    ) -> tuple[AbstractBaseUser | Principal, Token] | None:
         view = (getattr(request, "parser_context", None) or {}).get("view")
         if not getattr(view, "defer_account_check", False) or request.headers.get("Idempotency-Key") is not None:
             return super().authenticate(request)
@@ -101,9 +103,12 @@ class JWTAuthentication(BaseJWTAuthentication):
         if raw_token is None:
             return None
         token = self.get_validated_token(raw_token)
-        user = User(id=self.claimed_user_id(token), username=str(token.get("username", "")), is_active=True)
-        setattr(user, UNVERIFIED_TOKEN_VERSION, token.get(TOKEN_VERSION_CLAIM, 0))
-        return user, token
+        principal = Principal(
+            id=self.claimed_user_id(token),
+            username=str(token.get("username", "")),
+            token_version=token.get(TOKEN_VERSION_CLAIM, 0),
+        )
+        return principal, token
 
     def get_validated_token(self, raw_token: bytes) -> Token:
         key = bytes(raw_token) if not isinstance(raw_token, str) else raw_token.encode()

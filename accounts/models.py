@@ -19,9 +19,6 @@ class User(AbstractUser):
     token_version = models.PositiveIntegerField(default=0, editable=False)
 
     objects: ClassVar[CaseInsensitiveUserManager] = CaseInsensitiveUserManager()
-    # Not a column: only on the user JWTAuthentication builds from a token whose account check is
-    # deferred (read it with core.deferred_auth.unverified_token_version, which allows for its absence).
-    unverified_token_version: int | None
 
     class Meta:
         constraints = [

@@ -18,9 +18,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts.authentication import CLAIM_CONVERSION_ERRORS, TOKEN_VERSION_CLAIM
 from accounts.models import User
 from currencies.models import Currency
-from currencies.money import check_amount, parse_amount
+from currencies.money import parse_amount
 from transactions.models import Transaction
-from transactions.services import ledger_post, run_in_transaction
+from transactions.services import movement_create, run_in_transaction
 from wallet_project.core import exceptions as errors
 from wallets.models import Wallet
 
@@ -63,16 +63,14 @@ def user_create(*, username: str, email: str, password: str) -> User:
             currency = by_code.get(code)
             if currency is None:
                 continue
-            amount = check_amount(parse_amount(raw_amount), decimals=currency.decimals, limit=None)
-            outcome = ledger_post(
+            movement_create(
                 type=Transaction.Type.DEPOSIT,
+                user_id=candidate.pk,
                 currency=currency,
-                amount=amount,
-                to_user_id=candidate.pk,
+                amount=parse_amount(raw_amount),
                 memo="sign-up grant",
+                composed=True,  # one transaction with the account: no user without the grant
             )
-            if isinstance(outcome, errors.ApiError):
-                raise outcome
         return candidate
 
     try:

@@ -13,8 +13,9 @@ from tests.accounts.factories import UserFactory
 from transactions.services import deposit_create
 from wallets.models import Wallet
 
-# The one module that also runs on SQLite, the embedded default (it starts that run itself).
+# The modules that also run on SQLite, the embedded default (each starts that run itself).
 MONEY_SUITE = Path(__file__).parent / "core" / "test_money.py"
+SQLITE_SUITES = {MONEY_SUITE, Path(__file__).parent / "transactions" / "test_backends.py"}
 
 TESTS = Path(__file__).resolve().parent
 # Fixtures that start something outside the test process; a test using one (directly or through another
@@ -113,7 +114,7 @@ def _require_postgresql(request, django_db_setup, django_db_blocker):
 
     if os.environ.get("MONEY_SUITE_ON_SQLITE") == "1":
         assert connection.vendor == "sqlite", "MONEY_SUITE_ON_SQLITE is the SQLite leg of the money suite"
-        outside = {str(item.path) for item in request.session.items if item.path != MONEY_SUITE}
+        outside = {str(item.path) for item in request.session.items if item.path not in SQLITE_SUITES}
         assert not outside, f"only the money suite runs on SQLite, not {sorted(outside)}"
         return
     assert connection.vendor == "postgresql", (

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from audit.models import BalanceHistory
 from audit.receipts import canonical_transaction
 from currencies.models import Currency
-from transactions.db import int8, prepared_cursor
+from transactions import sql
 from transactions.events import transaction_document
 from transactions.models import Transaction
 from wallet_project.core import exceptions as errors
@@ -98,24 +98,6 @@ def history_page(*, user_id: int, params: Mapping[str, str]) -> dict:
     )
 
 
-# The two statements of an unfiltered page, written out rather than compiled by the ORM on every
-# request (that compilation, and a model instance per joined row, were half of a page's CPU), and
-# prepared once per connection. The wallet is the user's, so the page query needs no user filter
-# (with one, the planner intersected the range with the user's whole history): it is one backward
-# range of the (wallet, seq) index.
-_USER_CHAINS_SQL = "SELECT id, entries FROM wallets_wallet WHERE user_id = %s AND entries > 0"
-_USER_CURRENCY_CHAIN_SQL = _USER_CHAINS_SQL + " AND currency_id = %s"
-_POSITION_PAGE_SQL = """
-SELECT t.id, t.hash, t.signature, t.status, t.type, t.from_user_id, t.to_user_id, t.currency_id, t.amount,
-       t.memo, t.created_at, c.code, h.delta
-FROM audit_balancehistory h
-JOIN transactions_transaction t ON t.id = h.transaction_id
-JOIN currencies_currency c ON c.id = t.currency_id
-WHERE h.wallet_id = %s AND h.seq <= %s AND h.seq > %s
-ORDER BY h.seq DESC
-"""
-
-
 class _TransactionRow(NamedTuple):
     """The attributes ``transaction_document`` reads, straight from a row."""
 
@@ -134,29 +116,23 @@ class _TransactionRow(NamedTuple):
 
 def _user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[int, int]]:
     """(wallet id, entries) of the user's wallets that have a history (in one currency, if given)."""
-    if connection.vendor != "postgresql":
-        wallets = Wallet.objects.filter(user_id=user_id, entries__gt=0)
-        if currency_id is not None:
-            wallets = wallets.filter(currency_id=currency_id)
-        return list(wallets.values_list("id", "entries"))
-    with prepared_cursor() as cursor:
-        if currency_id is None:
-            cursor.execute(_USER_CHAINS_SQL, [int8(user_id)])
-        else:
-            cursor.execute(_USER_CURRENCY_CHAIN_SQL, [int8(user_id), int8(currency_id)])
-        return cursor.fetchall()
+    if connection.vendor == "postgresql":
+        return sql.user_chains(user_id, currency_id=currency_id)
+    wallets = Wallet.objects.filter(user_id=user_id, entries__gt=0)
+    if currency_id is not None:
+        wallets = wallets.filter(currency_id=currency_id)
+    return list(wallets.values_list("id", "entries"))
 
 
 def _position_rows(wallet_id: int, *, newest: int, limit: int) -> list:
-    if connection.vendor != "postgresql":  # SQLite hands back text for these columns: let the ORM convert
-        return list(
-            BalanceHistory.objects.filter(wallet_id=wallet_id, seq__lte=newest, seq__gt=newest - limit)
-            .select_related("transaction", "transaction__currency")
-            .order_by("-seq")
-        )
-    with prepared_cursor() as cursor:
-        cursor.execute(_POSITION_PAGE_SQL, [int8(wallet_id), int8(newest), int8(newest - limit)])
-        return cursor.fetchall()
+    if connection.vendor == "postgresql":
+        return sql.position_rows(wallet_id, newest=newest, limit=limit)
+    # SQLite hands back text for these columns: let the ORM convert
+    return list(
+        BalanceHistory.objects.filter(wallet_id=wallet_id, seq__lte=newest, seq__gt=newest - limit)
+        .select_related("transaction", "transaction__currency")
+        .order_by("-seq")
+    )
 
 
 def _position_item(row: tuple) -> dict:

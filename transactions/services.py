@@ -1,15 +1,16 @@
-"""Where money moves: transfers, deposits and withdrawals.
+"""Where money moves: transfers, deposits, withdrawals and the sign-up grant.
 
-Every movement follows the same path (``ledger_post``): validation that needs no lock happens
-first; then, in one database transaction, the wallets involved are locked in ascending primary-key
-order, the source balance is checked, balances are updated, and the transaction row, one
-balance-history row per wallet (hash-chained) and the outbox event are inserted. Publishing to
-Kafka happens after commit, never inside the locked section.
+Every movement takes one path, ``ledger_post``, in named steps: prepare (everything that needs no
+lock: ids, hash, signature, the event's JSON), then in one database transaction claim or replay the
+idempotency key, lock the wallets in ascending primary key, check (the sender's account, the
+wallets, the balance, the limit), build the hash-chained legs, write every row, record the outcome
+against the key and enqueue the event, published to Kafka after commit, never inside the lock.
+The two backends share every step but the final statements (``transactions.sql`` on PostgreSQL,
+the ORM on SQLite).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import random
@@ -23,7 +24,6 @@ from typing import TypeVar
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit.chain import entry_hash
@@ -33,11 +33,13 @@ from currencies.models import Currency
 from currencies.money import MAX_AMOUNT, check_amount
 from events.models import OutboxEvent
 from events.outbox import outbox_insert, publish_on_commit
-from transactions.db import int8, prepared_cursor
+from transactions import sql
 from transactions.events import tx_created_event
 from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
 from transactions.models import Transaction
+from transactions.sql import LockedRow
 from wallet_project.core import exceptions as errors
+from wallet_project.core.principal import Principal, principal_account_valid
 from wallet_project.core.tracing import current_trace_id
 from wallets.models import Wallet
 
@@ -73,23 +75,29 @@ def run_in_transaction(fn: Callable[[], T]) -> T:
 
 
 @dataclass(frozen=True)
-class _Leg:
-    wallet_id: int
-    user_id: int
-    delta: Decimal
-    before: Decimal
-    after: Decimal
-    prev_hash: str
-    entry_hash: str
-    seq: int
+class _Draft:
+    """A movement as prepared before the lock: the transaction row (without its id) and its event."""
+
+    tx: Transaction
+    user_ids: list[int]
+    active_only: bool
+    idempotency: Idempotency | None
+    owner_id: int | None
+    event_id: uuid.UUID
+    event: dict
+    payload_head: str  # the event's JSON up to the transaction id, which the insert assigns ...
+    payload_tail: str  # ... and after it
+    headers: dict
 
 
 @dataclass(frozen=True)
-class _OutboxDraft:
-    event_id: uuid.UUID
-    payload: dict
-    payload_json: str
-    headers: dict
+class _Refused:
+    """A refusal recorded against the idempotency key: raised once its transaction has committed."""
+
+    error: errors.ApiError
+
+
+_ID_SLOT = '"transaction": {"id": 0, '  # (quotes inside JSON strings are escaped: found only as the key)
 
 
 def ledger_post(
@@ -103,18 +111,72 @@ def ledger_post(
     created_by_id: int | None = None,
     idempotency: Idempotency | None = None,
     owner_id: int | None = None,
-    sender_token_version: int | None = None,
-) -> Transaction | errors.ApiError:
-    """Move ``amount`` between the users' wallets in ``currency``; compose inside an outer atomic block.
+    principal: Principal | None = None,
+    composed: bool = False,
+) -> Transaction:
+    """Move ``amount`` (already validated) between the users' wallets in ``currency``: the one posting path.
 
-    ``amount`` must already be validated. Returns the new (or, for a replayed key, the original)
-    transaction, or the contract failure to raise once the outer transaction has committed
-    (a failure is recorded against the idempotency key so that a replay answers the same).
-
-    Everything that needs no lock (ids, hash, signature, event payload) is computed before the
-    wallets are locked; inside the lock there is one ``SELECT ... FOR UPDATE`` and, on PostgreSQL,
-    one statement for all writes.
+    Runs in a transaction of its own (retrying deadlocks), or with ``composed`` inside the caller's
+    (the sign-up grant), where a refusal rolls the caller back. Returns the new transaction, or the
+    original one for a replayed key; raises the refusal otherwise. A refusal found under the lock is
+    recorded against the idempotency key in the same transaction, which commits before it is raised,
+    so that a replay answers the same. ``principal``: the sender, when their account is still to be
+    checked (``Principal.verified`` false): the check rides on the wallet lock.
     """
+    draft = _prepare(
+        type=type,
+        currency=currency,
+        amount=amount,
+        from_user_id=from_user_id,
+        to_user_id=to_user_id,
+        memo=memo,
+        created_by_id=created_by_id,
+        idempotency=idempotency,
+        owner_id=owner_id,
+    )
+    if composed:
+        assert idempotency is None, "a recorded refusal needs the movement's own transaction to commit"
+        outcome = _post(draft, principal)
+    else:
+        outcome = run_in_transaction(lambda: _post(draft, principal))
+    if isinstance(outcome, _Refused):
+        raise outcome.error
+    return outcome
+
+
+def _post(draft: _Draft, principal: Principal | None) -> Transaction | _Refused:
+    with transaction.atomic(savepoint=False):
+        original = _claim_or_replay(draft)
+        if original is not None:
+            return original
+        locked = _lock(draft)
+        _check_account(draft, principal, locked)
+        try:
+            legs = _check_and_build_legs(draft, locked)
+        except errors.ApiError as refusal:  # nothing is written before the checks: no savepoint needed
+            _store_outcome(draft, error=refusal)
+            return _Refused(refusal)
+        event = _write(draft, legs)
+        _store_outcome(draft, transaction_id=draft.tx.pk)
+        publish_on_commit(event)
+    draft.tx.replayed = False
+    return draft.tx
+
+
+def _prepare(
+    *,
+    type: Transaction.Type,
+    currency: Currency,
+    amount: Decimal,
+    from_user_id: int | None,
+    to_user_id: int | None,
+    memo: str,
+    created_by_id: int | None,
+    idempotency: Idempotency | None,
+    owner_id: int | None,
+) -> _Draft:
+    """Everything that needs no lock: the row, its hash and signature, the event serialised."""
+    assert idempotency is None or owner_id is not None  # an idempotency key belongs to a user
     created_at = timezone.now()
     trace_id = current_trace_id()
     tx = Transaction(
@@ -142,223 +204,160 @@ def ledger_post(
     )
     tx.signature = sign(tx.hash)
     event_id = uuid.uuid4()
-    tx.pk = 0  # placeholder: the insert assigns the id, and the event's copy is patched with it
+    tx.pk = 0  # the insert assigns the id: the event is serialised around it
     event = tx_created_event(tx, currency_code=currency.code, event_id=event_id, trace_id=trace_id)
     tx.pk = None
-    # Serialised here, not under the lock (the insert patches the transaction id in with jsonb_set).
-    outbox = _OutboxDraft(
+    head, slot, tail = json.dumps(event).partition(_ID_SLOT)
+    assert slot, "the event's transaction document starts with its id"
+    return _Draft(
+        tx=tx,
+        user_ids=[user_id for user_id in (from_user_id, to_user_id) if user_id is not None],
+        active_only=type == Transaction.Type.TRANSFER,
+        idempotency=idempotency,
+        owner_id=owner_id,
         event_id=event_id,
-        payload=event,
-        payload_json=json.dumps(event),
+        event=event,
+        payload_head=head + _ID_SLOT[: -len("0, ")],
+        payload_tail=", " + tail,
         headers={"event_id": str(event_id), "trace_id": trace_id},
     )
-    user_ids = [user_id for user_id in (from_user_id, to_user_id) if user_id is not None]
-
-    with transaction.atomic(savepoint=False):
-        if idempotency is not None:
-            assert owner_id is not None  # an idempotency key belongs to a user: callers pass both
-            record = idempotency_claim(
-                user_id=owner_id, key=idempotency.key, scope=idempotency.scope, fingerprint=idempotency.fingerprint
-            )
-            if record is not None:
-                if record.transaction_id is None:
-                    return replayed_error(record)
-                original = Transaction.objects.select_related("currency").get(pk=record.transaction_id)
-                original.replayed = True
-                return original
-
-        # The lock: both wallets, ascending primary key, so A->B and B->A can never deadlock.
-        locked = {
-            user_id: (wallet_id, balance, head, token_version, entries)
-            for wallet_id, user_id, balance, head, token_version, entries in _lock_wallets(
-                user_ids, currency.pk, active_only=type == Transaction.Type.TRANSFER
-            )
-        }
-        source = locked.get(from_user_id) if from_user_id is not None else None
-        target = locked.get(to_user_id) if to_user_id is not None else None
-        failure: errors.ApiError | None = None
-        if sender_token_version is not None and not _sender_token_valid(from_user_id, source, sender_token_version):
-            return errors.Unauthorized("user not found or inactive, or token revoked")
-        if from_user_id is not None and source is None:
-            failure = errors.SenderWalletNotFound(f"sender has no {currency.code} wallet")
-        elif to_user_id is not None and target is None:
-            failure = (errors.RecipientNotFound if from_user_id is not None else errors.WalletNotFound)(
-                f"{'recipient' if from_user_id is not None else 'user'} has no {currency.code} wallet"
-            )
-        elif source is not None and source[1] < amount:
-            failure = errors.InsufficientBalance(
-                f"insufficient balance: {currency.code} balance is lower than the amount"
-            )
-        elif target is not None and target[1] + amount > MAX_AMOUNT:
-            # Refused here rather than by a numeric overflow in the write (a 500 TRANSACTION_FAILED).
-            failure = errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
-        if failure is not None:
-            if idempotency is not None:
-                assert owner_id is not None
-                idempotency_store(
-                    user_id=owner_id,
-                    key=idempotency.key,
-                    scope=idempotency.scope,
-                    fingerprint=idempotency.fingerprint,
-                    error=failure,
-                )
-            return failure
-
-        legs = []
-        for wallet, user_id, delta in ((source, from_user_id, -amount), (target, to_user_id, amount)):
-            if wallet is None or user_id is None:  # (a wallet is only ever found by its user id)
-                continue
-            wallet_id, before, prev_hash, _, entries = wallet
-            after = before + delta
-            link = entry_hash(
-                prev_hash=prev_hash,
-                wallet_id=wallet_id,
-                transaction_hash=tx.hash,
-                delta=delta,
-                balance_before=before,
-                balance_after=after,
-                created_at=created_at,
-            )
-            legs.append(_Leg(wallet_id, user_id, delta, before, after, prev_hash, link, entries + 1))
-        tx.from_wallet_id = source[0] if source else None
-        tx.to_wallet_id = target[0] if target else None
-        outbox_event = _write(tx, legs, outbox)
-        if idempotency is not None:
-            assert owner_id is not None
-            idempotency_store(
-                user_id=owner_id,
-                key=idempotency.key,
-                scope=idempotency.scope,
-                fingerprint=idempotency.fingerprint,
-                transaction_id=tx.pk,
-            )
-        publish_on_commit(outbox_event)
-    tx.replayed = False
-    return tx
 
 
-def _wallet_lock_queryset(
-    user_ids: list[int], currency_id: int, *, active_only: bool
-) -> QuerySet[Wallet, tuple[int, int, Decimal, str, int, int]]:
-    wallets = Wallet.objects.select_for_update(of=("self",)).filter(user_id__in=user_ids, currency_id=currency_id)
-    if active_only:
-        # A deactivated user neither sends nor receives: as unknown by id as by name.
-        wallets = wallets.filter(user__is_active=True)
-    return wallets.order_by("pk").values_list(
-        "id", "user_id", "balance", "audit_head", "user__token_version", "entries"
-    )
+def _claim_or_replay(draft: _Draft) -> Transaction | None:
+    """Claim the idempotency key; for a key used before, the original transaction (or its refusal, raised)."""
+    key = draft.idempotency
+    if key is None:
+        return None
+    assert draft.owner_id is not None
+    record = idempotency_claim(user_id=draft.owner_id, key=key.key, scope=key.scope, fingerprint=key.fingerprint)
+    if record is None:
+        return None
+    if record.transaction_id is None:
+        raise replayed_error(record)  # (nothing was written: the rollback loses nothing)
+    original = Transaction.objects.select_related("currency").get(pk=record.transaction_id)
+    original.replayed = True
+    return original
 
 
-@functools.lru_cache(maxsize=16)
-def _wallet_lock_sql(users: int, active_only: bool) -> tuple[str, tuple[int, ...]]:
-    """The ORM's SQL for the lock, compiled once per shape, with the position of each parameter.
-
-    Compiling a queryset costs more CPU than the rest of the locked section; the statement only
-    changes with the number of users and ``active_only``, so it is built once from stand-in values.
-    """
-    stand_ins = [-2 - i for i in range(users)]
-    sql, params = _wallet_lock_queryset(stand_ins, -1, active_only=active_only).query.sql_with_params()
-    assert set(params) == {-1, *stand_ins}, params  # every parameter is one we can fill in again
-    return sql, tuple(params)
-
-
-def _lock_wallets(user_ids: list[int], currency_id: int, *, active_only: bool) -> list[tuple]:
-    """``SELECT ... FOR UPDATE`` of the users' wallets in ``currency_id``, in ascending primary key."""
-    if connection.vendor != "postgresql":  # SQLite needs the ORM's value converters (and locks nothing)
-        return list(_wallet_lock_queryset(user_ids, currency_id, active_only=active_only))
-    sql, slots = _wallet_lock_sql(len(user_ids), active_only)
-    values = {-1: int8(currency_id), **{-2 - i: int8(user_id) for i, user_id in enumerate(user_ids)}}
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, [values[slot] for slot in slots])
-        return cursor.fetchall()
-
-
-def _sender_token_valid(sender_id: int | None, source: tuple | None, token_version: int) -> bool:
-    if source is not None:  # the locked row came with its owner, who is active (transfers join on it)
-        return source[3] == token_version
-    # No wallet row: tell "no such wallet" from "no such account" (rare, so a query of its own).
-    if sender_id is None:
-        return False
-    return User.objects.filter(pk=sender_id, is_active=True, token_version=token_version).exists()
-
-
-_PG_WRITE = """
-WITH tx AS (
-    INSERT INTO transactions_transaction (uid, type, status, from_user_id, to_user_id, from_wallet_id, to_wallet_id,
-        currency_id, amount, memo, hash, signature, created_by_id, trace_id, created_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-    RETURNING id
-), legs (wallet_id, user_id, delta, balance_before, balance_after, prev_hash, entry_hash, seq) AS (
-    VALUES {legs}
-), moved AS (
-    UPDATE wallets_wallet AS w
-    SET balance = legs.balance_after, audit_head = legs.entry_hash, entries = legs.seq, updated_at = %s
-    FROM legs WHERE w.id = legs.wallet_id
-), history AS (
-    INSERT INTO audit_balancehistory (wallet_id, user_id, transaction_id, delta, balance_before, balance_after,
-        prev_hash, entry_hash, seq, created_at)
-    SELECT legs.wallet_id, legs.user_id, tx.id, legs.delta, legs.balance_before, legs.balance_after,
-        legs.prev_hash, legs.entry_hash, legs.seq, %s
-    FROM tx, legs
-), event AS (
-    INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, created_at)
-    SELECT %s, %s, %s, jsonb_set(%s::jsonb, '{{transaction,id}}', to_jsonb(tx.id)), %s::jsonb, 'pending', 0, '', %s
-    FROM tx
-    RETURNING id
-)
-SELECT tx.id, event.id FROM tx, event
-"""
-_PG_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar, %s::bigint)"
-
-
-def _write(tx: Transaction, legs: list[_Leg], outbox: _OutboxDraft) -> OutboxEvent:
-    """All writes of one movement; returns the outbox row as written. Sets ``tx.pk``."""
-    event, event_id, headers = outbox.payload, outbox.event_id, outbox.headers
+def _lock(draft: _Draft) -> dict[int, LockedRow]:
+    """``SELECT ... FOR UPDATE`` of the users' wallets in the currency, by user id."""
     if connection.vendor == "postgresql":
-        params: list = [
-            tx.uid, str(tx.type), str(tx.status), int8(tx.from_user_id), int8(tx.to_user_id), int8(tx.from_wallet_id),
-            int8(tx.to_wallet_id), int8(tx.currency_id), tx.amount, tx.memo, tx.hash, tx.signature,
-            int8(tx.created_by_id), tx.trace_id, tx.created_at,
-        ]  # fmt: skip
-        for leg in legs:
-            params += [
-                int8(leg.wallet_id), int8(leg.user_id), leg.delta, leg.before, leg.after, leg.prev_hash, leg.entry_hash,
-                int8(leg.seq),
-            ]  # fmt: skip
-        params += [tx.created_at, tx.created_at]
-        params += [event_id, settings.KAFKA_TOPIC, tx.hash, outbox.payload_json, json.dumps(headers), tx.created_at]
-        with prepared_cursor() as cursor:
-            cursor.execute(_PG_WRITE.format(legs=", ".join([_PG_LEG] * len(legs))), params)
-            tx.pk, event_pk = cursor.fetchone()
+        rows = sql.lock_wallets(draft.user_ids, draft.tx.currency_id, active_only=draft.active_only)
+    else:  # SQLite (which locks nothing: its transactions are serialised) needs the ORM's value converters
+        wallets = Wallet.objects.filter(user_id__in=draft.user_ids, currency_id=draft.tx.currency_id)
+        if draft.active_only:
+            wallets = wallets.filter(user__is_active=True)
+        values = wallets.order_by("pk").values_list(
+            "id", "user_id", "balance", "audit_head", "entries", "user__token_version"
+        )
+        rows = [LockedRow(*row) for row in values]
+    return {row.user_id: row for row in rows}
+
+
+def _check_account(draft: _Draft, principal: Principal | None, locked: dict[int, LockedRow]) -> None:
+    """The sender's account check, when authentication left it to the lock: active, token not revoked."""
+    if principal is None or principal.verified:
+        return
+    assert principal.id == draft.tx.from_user_id
+    source = locked.get(principal.id)
+    if source is not None:  # the locked row came with its owner, who is active (transfers join on it)
+        valid = source.token_version == principal.token_version
+    else:  # no wallet row: tell "no such wallet" from "no such account" (rare, so a query of its own)
+        valid = principal_account_valid(principal)
+    if not valid:
+        raise errors.Unauthorized("user not found or inactive, or token revoked")
+
+
+def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[sql.LegValues]:
+    """Refuse what the locked rows do not allow; otherwise the legs, each linked to its wallet's chain."""
+    tx, code = draft.tx, draft.tx.currency.code
+    source = locked.get(tx.from_user_id) if tx.from_user_id is not None else None
+    target = locked.get(tx.to_user_id) if tx.to_user_id is not None else None
+    if tx.from_user_id is not None and source is None:
+        raise errors.SenderWalletNotFound(f"sender has no {code} wallet")
+    if tx.to_user_id is not None and target is None:
+        if tx.from_user_id is not None:
+            raise errors.RecipientNotFound(f"recipient has no {code} wallet")
+        raise errors.WalletNotFound(f"user has no {code} wallet")
+    if source is not None and source.balance < tx.amount:
+        raise errors.InsufficientBalance(f"insufficient balance: {code} balance is lower than the amount")
+    if target is not None and target.balance + tx.amount > MAX_AMOUNT:
+        # Refused here rather than by a numeric overflow in the write (a 500 TRANSACTION_FAILED).
+        raise errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
+    tx.from_wallet_id = source.wallet_id if source is not None else None
+    tx.to_wallet_id = target.wallet_id if target is not None else None
+    legs = []
+    for wallet, delta in ((source, -tx.amount), (target, tx.amount)):
+        if wallet is None:
+            continue
+        after = wallet.balance + delta
+        link = entry_hash(
+            prev_hash=wallet.audit_head,
+            wallet_id=wallet.wallet_id,
+            transaction_hash=tx.hash,
+            delta=delta,
+            balance_before=wallet.balance,
+            balance_after=after,
+            created_at=tx.created_at,
+        )
+        legs.append(
+            sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, wallet.audit_head, link,
+                          wallet.entries + 1)
+        )  # fmt: skip
+    return legs
+
+
+def _write(draft: _Draft, legs: list[sql.LegValues]) -> OutboxEvent:
+    """All writes of one movement; sets ``tx.pk`` and returns the outbox row as written."""
+    tx, event = draft.tx, draft.event
+    if connection.vendor == "postgresql":
+        tx.pk, event_pk = sql.write_movement(
+            sql.TransactionValues(
+                tx.uid, str(tx.type), str(tx.status), tx.from_user_id, tx.to_user_id, tx.from_wallet_id,
+                tx.to_wallet_id, tx.currency_id, tx.amount, tx.memo, tx.hash, tx.signature, tx.created_by_id,
+                tx.trace_id, tx.created_at,
+            ),
+            legs,
+            sql.EventValues(
+                draft.event_id, settings.KAFKA_TOPIC, tx.hash, draft.payload_head, draft.payload_tail,
+                json.dumps(draft.headers),
+            ),
+        )  # fmt: skip
         event["transaction"]["id"] = tx.pk
         return OutboxEvent(
-            pk=event_pk, event_id=event_id, topic=settings.KAFKA_TOPIC, key=tx.hash, payload=event, headers=headers
+            pk=event_pk,
+            event_id=draft.event_id,
+            topic=settings.KAFKA_TOPIC,
+            key=tx.hash,
+            payload=event,
+            headers=draft.headers,
         )
-    # Portable path (SQLite for local runs): the same rows through the ORM.
+    # SQLite: the same rows through the ORM (its money columns convert only there).
     tx.save(force_insert=True)
     event["transaction"]["id"] = tx.pk
     for leg in legs:
         Wallet.objects.filter(pk=leg.wallet_id).update(
-            balance=leg.after, audit_head=leg.entry_hash, entries=leg.seq, updated_at=tx.created_at
+            balance=leg.balance_after, audit_head=leg.entry_hash, entries=leg.seq, updated_at=tx.created_at
         )
     BalanceHistory.objects.bulk_create(
-        [
-            BalanceHistory(
-                wallet_id=leg.wallet_id, user_id=leg.user_id, transaction=tx, delta=leg.delta,
-                balance_before=leg.before, balance_after=leg.after, prev_hash=leg.prev_hash,
-                entry_hash=leg.entry_hash, seq=leg.seq, created_at=tx.created_at,
-            )
-            for leg in legs
-        ]
-    )  # fmt: skip
-    return outbox_insert(key=tx.hash, event_id=event_id, payload=event, headers=headers)
+        [BalanceHistory(transaction=tx, created_at=tx.created_at, **leg._asdict()) for leg in legs]
+    )
+    return outbox_insert(key=tx.hash, event_id=draft.event_id, payload=event, headers=draft.headers)
 
 
-def _commit(post: Callable[[], Transaction | errors.ApiError]) -> Transaction:
-    outcome = run_in_transaction(post)
-    if isinstance(outcome, errors.ApiError):
-        raise outcome
-    return outcome
+def _store_outcome(draft: _Draft, *, transaction_id: int | None = None, error: errors.ApiError | None = None) -> None:
+    key = draft.idempotency
+    if key is None:
+        return
+    assert draft.owner_id is not None
+    idempotency_store(
+        user_id=draft.owner_id,
+        key=key.key,
+        scope=key.scope,
+        fingerprint=key.fingerprint,
+        transaction_id=transaction_id,
+        error=error,
+    )
 
 
 def transfer_create(
@@ -369,30 +368,28 @@ def transfer_create(
     amount: Decimal,
     memo: str = "",
     idempotency: Idempotency | None = None,
-    sender_token_version: int | None = None,
+    principal: Principal | None = None,
 ) -> Transaction:
     """Move ``amount`` of ``currency`` from the sender's wallet to the recipient's.
 
-    ``sender_token_version``: when the caller's token has not been checked against the account yet
-    (``DeferredJWTAuthentication``), the check happens under the wallet lock: an inactive, deleted or
-    revoked sender gets 401 and nothing moves.
+    ``principal``: the sender as the transfer endpoint authenticates them, from the token alone (an
+    unverified ``Principal``): the account check happens under the wallet lock, and an inactive,
+    deleted or revoked sender gets 401 with nothing moved.
     """
     amount = check_amount(amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
     if sender_id == recipient_id:
         raise errors.SameAccountTransfer("cannot transfer to the same account")
     try:
-        return _commit(
-            lambda: ledger_post(
-                type=Transaction.Type.TRANSFER,
-                currency=currency,
-                amount=amount,
-                from_user_id=sender_id,
-                to_user_id=recipient_id,
-                memo=memo,
-                idempotency=idempotency,
-                owner_id=sender_id,
-                sender_token_version=sender_token_version,
-            )
+        return ledger_post(
+            type=Transaction.Type.TRANSFER,
+            currency=currency,
+            amount=amount,
+            from_user_id=sender_id,
+            to_user_id=recipient_id,
+            memo=memo,
+            idempotency=idempotency,
+            owner_id=sender_id,
+            principal=principal,
         )
     except errors.ApiError as exc:
         # ledger_post checks the sender before it finds any other failure: the view need not again.
@@ -400,29 +397,34 @@ def transfer_create(
         raise
 
 
-def _staff_movement(
-    type: Transaction.Type,
+def movement_create(
     *,
+    type: Transaction.Type,
     user_id: int,
     currency: Currency,
     amount: Decimal,
-    memo: str,
-    created_by_id: int | None,
-    idempotency: Idempotency | None,
+    memo: str = "",
+    created_by_id: int | None = None,
+    idempotency: Idempotency | None = None,
+    composed: bool = False,
 ) -> Transaction:
+    """Money entering (a deposit) or leaving (a withdrawal) the system through one user's wallet.
+
+    Staff moves (``created_by_id``, the key's owner) and the sign-up grant (``composed`` into the
+    sign-up's transaction) take this one entry; the amount has no per-transfer limit.
+    """
     amount = check_amount(amount, decimals=currency.decimals, limit=None)
-    side = "to_user_id" if type == Transaction.Type.DEPOSIT else "from_user_id"
-    return _commit(
-        lambda: ledger_post(
-            type=type,
-            currency=currency,
-            amount=amount,
-            memo=memo,
-            created_by_id=created_by_id,
-            idempotency=idempotency,
-            owner_id=created_by_id,
-            **{side: user_id},
-        )
+    return ledger_post(
+        type=type,
+        currency=currency,
+        amount=amount,
+        from_user_id=user_id if type == Transaction.Type.WITHDRAWAL else None,
+        to_user_id=user_id if type == Transaction.Type.DEPOSIT else None,
+        memo=memo,
+        created_by_id=created_by_id,
+        idempotency=idempotency,
+        owner_id=created_by_id,
+        composed=composed,
     )
 
 
@@ -436,15 +438,10 @@ def deposit_create(
     idempotency: Idempotency | None = None,
 ) -> Transaction:
     """Money entering the system (staff only): credits the user's wallet with an audit trail."""
-    return _staff_movement(
-        Transaction.Type.DEPOSIT,
-        user_id=user_id,
-        currency=currency,
-        amount=amount,
-        memo=memo,
-        created_by_id=created_by_id,
-        idempotency=idempotency,
-    )
+    return movement_create(
+        type=Transaction.Type.DEPOSIT, user_id=user_id, currency=currency, amount=amount, memo=memo,
+        created_by_id=created_by_id, idempotency=idempotency,
+    )  # fmt: skip
 
 
 def withdrawal_create(
@@ -457,12 +454,7 @@ def withdrawal_create(
     idempotency: Idempotency | None = None,
 ) -> Transaction:
     """Money leaving the system (staff only): debits the user's wallet with an audit trail."""
-    return _staff_movement(
-        Transaction.Type.WITHDRAWAL,
-        user_id=user_id,
-        currency=currency,
-        amount=amount,
-        memo=memo,
-        created_by_id=created_by_id,
-        idempotency=idempotency,
-    )
+    return movement_create(
+        type=Transaction.Type.WITHDRAWAL, user_id=user_id, currency=currency, amount=amount, memo=memo,
+        created_by_id=created_by_id, idempotency=idempotency,
+    )  # fmt: skip

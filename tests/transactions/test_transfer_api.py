@@ -411,3 +411,27 @@ def test_a_currency_named_by_both_id_and_code_is_used_when_they_agree(parties, c
     response = transfer(client_for(alice), to_user_id=bob.pk, amount="1", currency_id=usdt.pk, currency=" usdt ")
     assert response.status_code == 200, response.content
     assert response.json()["currency"] == "USDT"
+
+
+def test_the_transfer_view_authenticates_a_principal_from_the_token_without_a_query(user_factory):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from accounts.authentication import JWTAuthentication
+    from accounts.services import _issue_tokens
+    from transactions.api.views import TransferViewSet
+    from wallet_project.core.principal import Principal
+
+    alice = user_factory()
+    raw = _issue_tokens(alice).access
+    django_request = APIRequestFactory().post("/wallet/transfer", HTTP_AUTHORIZATION=f"Bearer {raw}")
+    request = Request(django_request, parser_context={"view": TransferViewSet()})
+
+    with CaptureQueriesContext(connection) as captured:
+        principal, _ = JWTAuthentication().authenticate(request)
+
+    assert captured.captured_queries == []
+    assert principal == Principal(id=alice.pk, username=alice.username, token_version=alice.token_version)
+    assert principal.is_authenticated and principal.pk == alice.pk and not principal.verified

@@ -20,8 +20,8 @@ from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, re
 from transactions.selectors import history_page, receipt_document, recipient_id_by_username, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
 from wallet_project.core import exceptions as errors
-from wallet_project.core.deferred_auth import check_deferred_account, unverified_token_version
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
+from wallet_project.core.principal import principal_check, unverified_principal
 from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
 from wallet_project.core.schema import errors as error_responses
 
@@ -60,7 +60,8 @@ def _currency(data: dict):
 
 
 class TransferViewSet(viewsets.ViewSet):
-    # The account behind the token is checked inside the wallet-lock statement, not by a query of its own.
+    # The caller is a Principal read from the token: its account is checked inside the wallet-lock
+    # statement, not by a query of its own.
     defer_account_check = True
 
     def handle_exception(self, exc):
@@ -70,7 +71,7 @@ class TransferViewSet(viewsets.ViewSet):
         # checked the account already) keep their round trips.
         if _before_the_account_check(exc):
             try:
-                check_deferred_account(self.request.user)
+                principal_check(self.request.user)
             except AuthenticationFailed as failed:
                 exc = failed
         return super().handle_exception(exc)
@@ -102,7 +103,7 @@ class TransferViewSet(viewsets.ViewSet):
             amount=data["amount"],
             memo=data["memo"],
             idempotency=idempotency,
-            sender_token_version=unverified_token_version(request.user),
+            principal=unverified_principal(request.user),
         )
         body = {"message": "transfer successful", **transaction_document(tx, currency_code=currency.code)}
         return _money_response(tx, body)
