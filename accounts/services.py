@@ -19,7 +19,7 @@ from accounts.models import User
 from currencies.models import Currency
 from transactions.models import Transaction
 from transactions.services import ledger_post, run_in_transaction
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.authentication import CLAIM_CONVERSION_ERRORS, TOKEN_VERSION_CLAIM
 from wallet_project.core.money import check_amount, parse_amount
 from wallets.models import Wallet

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 from audit.models import BalanceHistory
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.money import format_amount
 from wallet_project.core.params import datetime_param, int_param
 

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
 from currencies.models import Currency
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.money import format_amount
 
 

@@ -15,7 +15,7 @@ from audit.models import BalanceHistory
 from currencies.models import Currency
 from transactions.events import transaction_document
 from transactions.models import Transaction
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.db import int8, prepared_cursor
 from wallet_project.core.pagination import paginate
 from wallet_project.core.params import choice_param, datetime_param

@@ -31,7 +31,7 @@ from audit.models import BalanceHistory
 from currencies.models import Currency
 from transactions.events import tx_created_event
 from transactions.models import Transaction
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.db import int8, prepared_cursor
 from wallet_project.core.idempotency import idempotency_claim, idempotency_store, replayed_error
 from wallet_project.core.models import OutboxEvent

@@ -13,7 +13,7 @@ from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
 from transactions.services import Idempotency, deposit_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.idempotency import request_fingerprint
 from wallet_project.core.money import format_amount, parse_amount
 from wallet_project.core.permissions import can_move_money

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from audit.models import BalanceHistory
 from currencies.models import Currency
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.money import format_amount
 from wallet_project.core.money_field import MoneySum
 from wallets.models import Wallet

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from audit.api.serializers import BalanceHistoryPageOut
 from audit.selectors import balance_history_document, balance_history_queryset
 from wallet_project.core.pagination import paginate
-from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, errors, int_query
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, error_responses, int_query
 
 
 class BalanceHistoryViewSet(viewsets.ViewSet):
@@ -20,7 +20,7 @@ class BalanceHistoryViewSet(viewsets.ViewSet):
             OpenApiParameter("created_after", DATE_TIME),
             OpenApiParameter("created_before", DATE_TIME),
         ],
-        responses={200: BalanceHistoryPageOut, **errors(400, 401, 403)},
+        responses={200: BalanceHistoryPageOut, **error_responses(400, 401, 403)},
         tags=["audit"],
     )
     def list(self, request):

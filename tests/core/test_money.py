@@ -24,7 +24,7 @@ from currencies.models import Currency
 from tests.ledger import balance, flushable_append_only_tables
 from transactions.models import Transaction
 from transactions.services import deposit_create, transfer_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.money import MAX_AMOUNT
 from wallets.models import Wallet
 

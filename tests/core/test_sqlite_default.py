@@ -17,7 +17,7 @@ from django.db import connection
 from accounts.services import user_create
 from currencies.selectors import currency_get
 from transactions.services import transfer_create
-from wallet_project.core.exceptions import ApiError
+from wallet_project.core.errors import ApiError
 from wallets.models import Wallet
 
 assert connection.vendor == "sqlite"

@@ -18,13 +18,12 @@ from transactions.api.serializers import (
 from transactions.events import transaction_document
 from transactions.selectors import history_page, receipt_document, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.authentication import check_deferred_account, unverified_token_version
 from wallet_project.core.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.receipts import public_key_hex
-from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
-from wallet_project.core.schema import errors as error_responses
+from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, error_responses, security
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
     HEADER,

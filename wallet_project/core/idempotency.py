@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from . import exceptions as errors
+from . import errors
 from .models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
@@ -101,7 +101,7 @@ def idempotency_store(
 
 
 def replayed_error(record: IdempotencyKey) -> errors.ApiError:
-    cls = errors.ERRORS_BY_CODE.get(record.error_code, errors.InvalidRequest)
+    cls = errors.by_code(record.error_code) or errors.InvalidRequest
     return cls(record.error_message, headers={REPLAYED_HEADER: "true"})
 
 

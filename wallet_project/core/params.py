@@ -9,7 +9,7 @@ from typing import overload
 from django.utils.dateparse import parse_datetime
 from django.utils.timezone import is_naive, make_aware
 
-from . import exceptions as errors
+from . import errors
 
 
 @overload

@@ -9,6 +9,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from . import errors
+
 if TYPE_CHECKING:  # annotations only
     from drf_spectacular.openapi import AutoSchema
     from drf_spectacular.utils import Direction
@@ -27,24 +29,24 @@ Problem = inline_serializer(
     },
 )
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-_DESCRIPTIONS = {
-    400: "Invalid request (see `code`)",
-    401: "UNAUTHORIZED: missing, invalid, expired or revoked token",
-    403: "FORBIDDEN",
-    404: "Not found (see `code`)",
-    409: "Conflict (see `code`)",
-    413: "Request body too large",
-    422: "IDEMPOTENCY_KEY_MISMATCH",
-    429: "RATE_LIMIT_EXCEEDED",
-    503: "Service busy or database unavailable; retry after `Retry-After`",
+# Why a status happens beyond its codes, where a client needs more than the code list.
+_NOTES = {
+    401: "missing, invalid, expired or revoked token",
+    503: "service busy or database unavailable; retry after `Retry-After`",
 }
 
 
-def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+def error_description(status: int) -> str:
+    """The codes a response of this status may carry: every registered error with that status."""
+    codes = ", ".join(f"`{cls.code}`" for cls in errors.registry.values() if cls.status_code == status)
+    note = _NOTES.get(status)
+    return f"{codes} ({note})" if note else codes
+
+
+def error_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     # Errors leave as application/problem+json (RFC 9457), not as the success media type.
     return {
-        (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, ""))
+        (status, errors.PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=error_description(status))
         for status in statuses
     }
 

@@ -77,6 +77,6 @@ def ready(request: Request) -> Response:
 
 @csrf_exempt
 def not_found(request: HttpRequest) -> JsonResponse:
-    from .exceptions import handler404
+    from .errors import handler404
 
     return handler404(request)

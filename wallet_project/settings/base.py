@@ -97,7 +97,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "wallet_project.urls"
-CSRF_FAILURE_VIEW = "wallet_project.core.exceptions.csrf_failure"
+CSRF_FAILURE_VIEW = "wallet_project.core.errors.csrf_failure"
 WSGI_APPLICATION = "wallet_project.wsgi.application"
 APPEND_SLASH = False
 
@@ -207,7 +207,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "EXCEPTION_HANDLER": "wallet_project.core.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "wallet_project.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["wallet_project.core.ratelimit.RateLimitThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,

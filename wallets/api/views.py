@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from currencies.selectors import currency_get
 from wallet_project.core.params import int_param
 from wallet_project.core.permissions import ensure_owner_or_staff
-from wallet_project.core.schema import errors, int_query
+from wallet_project.core.schema import error_responses, int_query
 from wallets.api.serializers import StatsOut, WalletOpenIn, WalletOut
 from wallets.selectors import (
     WINDOW_PATTERN,
@@ -32,7 +32,7 @@ class WalletViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="A user's wallet (default currency unless asked)",
         parameters=CURRENCY_PARAMS,
-        responses={200: WalletOut, **errors(400, 401, 403, 404)},
+        responses={200: WalletOut, **error_responses(400, 401, 403, 404)},
         tags=["wallets"],
     )
     def retrieve(self, request, user_id: int):
@@ -50,7 +50,7 @@ class WalletViewSet(viewsets.ViewSet):
             ),
             *CURRENCY_PARAMS,
         ],
-        responses={200: StatsOut, **errors(400, 401, 403, 404)},
+        responses={200: StatsOut, **error_responses(400, 401, 403, 404)},
         tags=["wallets"],
     )
     def stats(self, request, user_id: int):
@@ -61,7 +61,7 @@ class WalletViewSet(viewsets.ViewSet):
         return Response({"window": window_text, "currency": currency.code, **stats}, headers=NO_STORE)
 
     @extend_schema(
-        summary="The caller's wallets", responses={200: WalletOut(many=True), **errors(401)}, tags=["wallets"]
+        summary="The caller's wallets", responses={200: WalletOut(many=True), **error_responses(401)}, tags=["wallets"]
     )
     def list(self, request):
         return Response([wallet_document(w) for w in wallet_list(user_id=request.user.pk)], headers=NO_STORE)
@@ -69,7 +69,7 @@ class WalletViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="Open a wallet in another active currency",
         request=WalletOpenIn,
-        responses={201: WalletOut, **errors(400, 401, 404, 409)},
+        responses={201: WalletOut, **error_responses(400, 401, 404, 409)},
         tags=["wallets"],
     )
     def create(self, request):

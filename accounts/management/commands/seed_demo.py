@@ -21,7 +21,7 @@ from accounts.services import user_create
 from currencies.models import Currency
 from transactions.models import Transaction
 from transactions.services import deposit_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.money import format_amount
 from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
 from wallets.models import Wallet
