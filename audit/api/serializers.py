@@ -2,6 +2,17 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from transactions.api.serializers import PaginationOut
+from wallet_project.core.pagination import PageFilter
+from wallet_project.core.params import DateTimeQuery, IntQuery, TextQuery
+
+
+class BalanceHistoryFilter(PageFilter):
+    # In this order they are judged: the first bad one answers.
+    user_id = IntQuery(help_text="Staff only (others: must be themselves)")
+    wallet_id = IntQuery()
+    currency = TextQuery()
+    created_after = DateTimeQuery()
+    created_before = DateTimeQuery()
 
 
 class BalanceHistoryOut(serializers.Serializer):

@@ -1,8 +1,14 @@
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from transactions.models import Transaction
+from transactions.selectors import currency_by_code
 from wallet_project.core.fields import FlatStrictSerializer, IdField
 from wallet_project.core.money import AmountField
+from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter
+from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
 
 
 class TransferIn(FlatStrictSerializer):
@@ -29,6 +35,27 @@ class MovementIn(FlatStrictSerializer):
     currency = serializers.CharField(required=False, max_length=16)
     amount = AmountField()
     memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
+
+
+class CurrencyCodeQuery(QueryField):
+    """A currency code, resolved to the currency's id: an unknown one is 404 NOT_FOUND, an empty one none."""
+
+    def to_internal_value(self, data: str) -> int | None:
+        return currency_by_code(data).pk if data else None
+
+    def openapi_schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
+class TransactionHistoryFilter(PageFilter):
+    # In this order they are judged: the first bad one answers.
+    currency = CurrencyCodeQuery()
+    direction = ChoiceQuery(choices=["sent", "received"])
+    type = ChoiceQuery(choices=Transaction.Type.values)
+    created_after = DateTimeQuery(help_text="ISO 8601, inclusive")
+    created_before = DateTimeQuery(help_text="ISO 8601, exclusive")
+    page = IntQuery(maximum=MAX_PAGE, fallback=1, help_text="1-based; malformed → 400")
+    page_size = IntQuery(maximum=MAX_PAGE_SIZE, fallback=DEFAULT_PAGE_SIZE, help_text="1..100, default 20")
 
 
 class TransactionOut(serializers.Serializer):

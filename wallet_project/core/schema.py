@@ -83,6 +83,16 @@ class IdFieldExtension(OpenApiSerializerFieldExtension):
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
 
 
+class QueryFieldExtension(OpenApiSerializerFieldExtension):
+    """A filter serializer's parameter, documented as its parser reads it (bounds, enum, pattern)."""
+
+    target_class = "wallet_project.core.params.QueryField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        return self.target.openapi_schema()
+
+
 # String patterns for what DRF's CharField refuses beyond its lengths: a NUL anywhere, and (unless blank
 # is allowed) a value that is empty once trimmed. ``\\s`` is Python's, as str.strip() trims.
 NO_NUL = "^[^\\x00]*$"
