@@ -3,8 +3,10 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from audit.models import BalanceHistory
+from transactions.events import transaction_document
 from transactions.models import Transaction
-from transactions.selectors import currency_by_code
+from transactions.selectors import currency_by_code, history_item, receipt_document
 from wallet_project.core.fields import FlatStrictSerializer, IdField
 from wallet_project.core.money import AmountField
 from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter
@@ -72,13 +74,24 @@ class TransactionOut(serializers.Serializer):
     memo = serializers.CharField()
     created_at = serializers.DateTimeField()
 
+    # The fields are the schema; the representation is transaction_document's, the one function every
+    # response and event uses (a history page renders raw rows with it, far faster than a serializer).
+    def to_representation(self, instance: Transaction) -> dict:
+        return transaction_document(instance, currency_code=instance.currency.code)
+
 
 class TransferOut(TransactionOut):
     message = serializers.CharField(default="transfer successful")
 
+    def to_representation(self, instance: Transaction) -> dict:
+        return {"message": "transfer successful", **super().to_representation(instance)}
+
 
 class HistoryItemOut(TransactionOut):
     direction = serializers.ChoiceField(choices=["sent", "received"])
+
+    def to_representation(self, instance: BalanceHistory) -> dict:  # type: ignore[override]  # a leg, not a tx
+        return history_item(instance)
 
 
 class PaginationOut(serializers.Serializer):
@@ -110,6 +123,9 @@ class ReceiptOut(serializers.Serializer):
     canonical = serializers.CharField(
         required=False, help_text="Only for a party or staff: the exact JSON whose SHA-256 is `hash`"
     )
+
+    def to_representation(self, instance: Transaction) -> dict:
+        return receipt_document(instance, viewer=self.context.get("viewer"))
 
 
 class PublicKeyOut(serializers.Serializer):

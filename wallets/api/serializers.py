@@ -5,7 +5,8 @@ from rest_framework import serializers
 
 from wallet_project.core.fields import StrictSerializer
 from wallet_project.core.params import FilterSerializer, IntQuery, QueryField, TextQuery
-from wallets.selectors import WINDOW_PATTERN, parse_window
+from wallets.models import Wallet
+from wallets.selectors import WINDOW_PATTERN, parse_window, wallet_document
 
 
 class WalletOut(serializers.Serializer):
@@ -16,6 +17,10 @@ class WalletOut(serializers.Serializer):
     balance = serializers.CharField(help_text="Decimal string with 8 places")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    # The fields are the schema; the representation is wallet_document's.
+    def to_representation(self, instance: Wallet) -> dict:
+        return wallet_document(instance)
 
 
 class WalletOpenIn(StrictSerializer):
