@@ -106,7 +106,8 @@ def history_page(
 
 
 # The two statements of an unfiltered page, written out rather than compiled by the ORM on every
-# request (that compilation, and a model instance per joined row, were half of a page's CPU), and
+# request (that compilation, and a model instance per joined row, were much of a page's CPU: figures
+# in docs/benchmarks.md), and
 # prepared once per connection. The wallet is the user's, so the page query needs no user filter
 # (with one, the planner intersected the range with the user's whole history): it is one backward
 # range of the (wallet, seq) index.

@@ -75,7 +75,8 @@ class TransactionOut(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
     # The fields are the schema; the representation is transaction_document's, the one function every
-    # response and event uses (a history page renders raw rows with it, far faster than a serializer).
+    # response and event uses (a history page renders raw rows with it, which a serializer per row
+    # would slow down).
     def to_representation(self, instance: Transaction) -> dict:
         return transaction_document(instance, currency_code=instance.currency.code)
 

@@ -146,9 +146,10 @@ else:
         ),
         "connect_timeout": env.int("DB_CONNECT_TIMEOUT_S", default=5),
         # Server-side prepared statements for the few statements that ask for them (the transfer's lock
-        # and write, see core.db.prepared_cursor): planning them was half of PostgreSQL's CPU per
-        # transfer. The ORM's own queries use client-side binding and are never prepared. Set to false
-        # behind a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
+        # and write, see core.db.prepared_cursor): planning them was a large share of PostgreSQL's CPU
+        # per transfer (docs/benchmarks.md). The ORM's own queries use client-side binding and are never
+        # prepared. Set to false behind a pooler that cannot keep prepared statements (PgBouncer before
+        # 1.21 in transaction mode).
         "prepare_threshold": 0 if env.bool("DB_PREPARED_STATEMENTS", default=True) else None,
     }
 
