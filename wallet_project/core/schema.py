@@ -58,16 +58,6 @@ def security(*requirements: dict[str, list[str]]) -> Any:
     return list(requirements)
 
 
-def int_query(minimum: int = 1, maximum: int = 10**18 - 1) -> dict:
-    """Schema of an integer query parameter read with ``core.params.int_param`` (at most 18 digits)."""
-    return {"type": "integer", "minimum": minimum, "maximum": maximum}
-
-
-PAGE = int_query(maximum=1_000_000)
-PAGE_SIZE = int_query(maximum=100)
-DATE_TIME = {"type": "string", "format": "date-time"}
-
-
 # --- Extensions: how the project's own auth class and fields appear in the schema ----------------
 # Registered on import; every API view module imports this one. Without them drf-spectacular warns
 # (drf_spectacular.W001), which fails `manage.py check --deploy --fail-level WARNING`, and documents
