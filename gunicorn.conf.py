@@ -1,9 +1,9 @@
 """Gunicorn configuration used by the container image, the benchmark and production.
 
 Sync workers: a transfer is a short CPU burst plus a few database round trips, and measurement on
-2 cores showed sync workers beating gthread (which left 30-40 % CPU idle and had a long p99 tail).
-Workers default to cores + 1: on 2 cores shared with PostgreSQL, 3 workers served 8-17 % more
-uniform transfers than 4 (docs/benchmarks.md). On a host of its own, the API may want more.
+2 cores showed sync workers beating gthread (which left CPU idle and had a long p99 tail).
+Workers default to cores + 1: on 2 cores shared with PostgreSQL, 3 workers served more uniform
+transfers than 4 (figures in docs/benchmarks.md). On a host of its own, the API may want more.
 """
 
 import multiprocessing

@@ -36,7 +36,8 @@ CLAIM_CONVERSION_ERRORS = (OverflowError, OSError, ValueError, TypeError)
 class VerifiedTokens:
     """Access tokens whose signature this process has checked, by their exact text (bounded, LRU).
 
-    Checking a token (PyJWT's base64 and HMAC work) was ~8 % of a transfer's CPU, and a client sends
+    Checking a token (PyJWT's base64 and HMAC work) was a measurable share of a transfer's CPU
+    (docs/benchmarks.md), and a client sends
     the same access token until it expires. The claims of a given string never change, so a string
     seen valid needs only its expiry checked again. Revocation does not depend on this: the ``ver``
     claim is compared with the account on every request (by the user query, or under the wallet

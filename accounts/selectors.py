@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from accounts.models import User
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallets.selectors import wallet_document, wallet_list
 
 

@@ -21,7 +21,7 @@ from currencies.models import Currency
 from currencies.money import parse_amount
 from transactions.models import Transaction
 from transactions.services import movement_create, run_in_transaction
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallets.models import Wallet
 
 

@@ -1,20 +1,26 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
 from audit.models import BalanceHistory
 from currencies.money import format_amount
-from wallet_project.core import exceptions as errors
-from wallet_project.core.params import datetime_param, int_param
+from wallet_project.core import errors
 
 
-def balance_history_queryset(*, viewer: AbstractUser, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
+def balance_history_queryset(
+    *,
+    viewer: AbstractUser,
+    user_id: int | None = None,
+    wallet_id: int | None = None,
+    currency: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[BalanceHistory]:
     """Own entries for users; staff see all and may filter by user. ``viewer`` is authenticated."""
     qs = BalanceHistory.objects.all()
-    user_id = int_param(params, "user_id")
     if viewer.is_staff:
         if user_id is not None:
             qs = qs.filter(user_id=user_id)
@@ -22,20 +28,16 @@ def balance_history_queryset(*, viewer: AbstractUser, params: Mapping[str, str])
         if user_id is not None and user_id != viewer.pk:
             raise errors.Forbidden("forbidden: you can only read your own balance history")
         qs = qs.filter(user_id=viewer.pk)
-    wallet_id = int_param(params, "wallet_id")
     if wallet_id is not None:
         qs = qs.filter(wallet_id=wallet_id)
-    currency = params.get("currency")
     if currency and "\x00" in currency:  # PostgreSQL refuses a NUL outright (a 500); no code has one
         qs = qs.none()
     elif currency:
         qs = qs.filter(wallet__currency__code__iexact=currency)
-    after = datetime_param(params, "created_after")
-    if after:
-        qs = qs.filter(created_at__gte=after)
-    before = datetime_param(params, "created_before")
-    if before:
-        qs = qs.filter(created_at__lt=before)
+    if created_after:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before:
+        qs = qs.filter(created_at__lt=created_before)
     return qs.select_related("transaction", "wallet__currency").order_by("-id")
 
 

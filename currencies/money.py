@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from rest_framework import serializers
 
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 
 MAX_DIGITS = 20
 DECIMAL_PLACES = 8

@@ -7,7 +7,7 @@ from django.db.models.signals import post_delete, post_save
 
 from currencies.models import Currency
 from currencies.money import format_amount
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 
 
 def currency_list_active() -> list[Currency]:

@@ -17,7 +17,7 @@ from currencies.money import format_amount, parse_amount
 from transactions.idempotency import request_fingerprint
 from transactions.models import IdempotencyKey, Transaction
 from transactions.services import Idempotency, deposit_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.admin_base import ReadOnlyAdmin
 from wallet_project.core.exports import csv_response
 from wallet_project.core.permissions import can_move_money

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 
 from transactions.models import IdempotencyKey
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -96,13 +96,21 @@ def idempotency_store(
         fingerprint=fingerprint,
         transaction_id=transaction_id,
         error_code=error.code if error else "",
+        error_status=error.status_code if error else None,
         error_message=error.message[:512] if error else "",
     )
 
 
 def replayed_error(record: IdempotencyKey) -> errors.ApiError:
-    cls = errors.ERRORS_BY_CODE.get(record.error_code, errors.InvalidRequest)
-    return cls(record.error_message, headers={REPLAYED_HEADER: "true"})
+    """The stored failure, answered as it was the first time: same code, same status, same message."""
+    headers = {REPLAYED_HEADER: "true"}
+    cls = errors.by_code(record.error_code)
+    if cls is not None and record.error_status in (None, cls.status_code):
+        return cls(record.error_message, headers=headers)
+    # A code this version does not define (retired since the key was stored): its stored status.
+    # Keys stored before statuses were (null) all carry codes defined today.
+    status = record.error_status or errors.InternalError.status_code
+    return errors.StoredError(code=record.error_code, status=status, message=record.error_message, headers=headers)
 
 
 def idempotency_purge(*, older_than: timedelta | None = None) -> int:

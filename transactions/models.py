@@ -82,8 +82,11 @@ class IdempotencyKey(models.Model):
     scope = models.CharField(max_length=64)
     fingerprint = models.CharField(max_length=64)
     transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    # For failures that are part of the contract (e.g. INSUFFICIENT_BALANCE), the code and message.
+    # For failures that are part of the contract (e.g. INSUFFICIENT_BALANCE), the code, status and message.
+    # The status is stored because a replay must answer as the original did, even when it reaches a
+    # version that no longer has the code.
     error_code = models.CharField(max_length=64, blank=True, default="")
+    error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_message = models.CharField(max_length=512, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from string import hexdigits
@@ -17,9 +16,8 @@ from currencies.models import Currency
 from transactions import sql
 from transactions.events import transaction_document
 from transactions.models import Transaction
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.pagination import paginate
-from wallet_project.core.params import choice_param, datetime_param
 from wallets.models import Wallet
 
 
@@ -32,67 +30,85 @@ def recipient_id_by_username(username: str) -> int:
     return user.pk
 
 
-def history_queryset(*, user_id: int, params: Mapping[str, str]) -> QuerySet[BalanceHistory]:
+def history_queryset(
+    *,
+    user_id: int,
+    currency_id: int | None = None,
+    direction: str | None = None,
+    tx_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[BalanceHistory]:
     """A user's transactions, newest first (each appears once: a user never pays themselves).
 
     Read from the user's balance-history legs, so the direction is the sign of the leg and the
     whole page is one range scan of (user, id).
     """
     qs = BalanceHistory.objects.filter(user_id=user_id)
-    currency = _currency_param(params)
-    if currency is not None:
-        qs = qs.filter(wallet__currency_id=currency.pk)
-    direction = choice_param(params, "direction", {"sent", "received"})
+    if currency_id is not None:
+        qs = qs.filter(wallet__currency_id=currency_id)
     if direction == "sent":
         qs = qs.filter(delta__lt=0)
     elif direction == "received":
         qs = qs.filter(delta__gt=0)
-    tx_type = choice_param(params, "type", set(Transaction.Type.values))
     if tx_type:
         qs = qs.filter(transaction__type=tx_type)
-    after = datetime_param(params, "created_after")
-    if after:
-        qs = qs.filter(created_at__gte=after)
-    before = datetime_param(params, "created_before")
-    if before:
-        qs = qs.filter(created_at__lt=before)
+    if created_after:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before:
+        qs = qs.filter(created_at__lt=created_before)
     return qs.select_related("transaction", "transaction__currency").order_by("-id")
 
 
-def _currency_param(params: Mapping[str, str]) -> Currency | None:
-    code = params.get("currency")
-    if not code:
-        return None
+def currency_by_code(code: str) -> Currency:
+    """The currency a history filter names, active or not; 404 NOT_FOUND as everywhere a currency is named."""
     # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
     currency = Currency.objects.filter(code__iexact=code).first() if "\x00" not in code else None
-    if currency is None:  # as everywhere else a currency is named (the schema cannot list the codes)
+    if currency is None:
         raise errors.NotFound("currency not found")
     return currency
 
 
-HISTORY_FILTERS = ("currency", "direction", "type", "created_after", "created_before")
-
-
-def history_page(*, user_id: int, params: Mapping[str, str]) -> dict:
+def history_page(
+    *,
+    user_id: int,
+    currency_id: int | None = None,
+    direction: str | None = None,
+    tx_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    page: int,
+    page_size: int,
+) -> dict:
     """One page of a user's history (``{data, pagination}``), newest first.
 
     Unfiltered, or filtered by currency alone, the total is the sum of the wallets' ``entries`` (no
     count over the rows), and when that history lives in one wallet, as most do, page N is a range
     of the wallet's chain positions: as cheap at page 5,000 as at page 1. Other filters count and skip.
     """
-    filters = [name for name in HISTORY_FILTERS if name in params]
-    if filters and (filters != ["currency"] or not params.get("currency")):
-        return paginate(history_queryset(user_id=user_id, params=params), params, history_item)
-    currency = _currency_param(params)
-    chains = _user_chains(user_id, currency_id=currency.pk if currency is not None else None)
+
+    def filtered() -> QuerySet[BalanceHistory]:  # built only off the fast path (building one has a cost)
+        return history_queryset(
+            user_id=user_id,
+            currency_id=currency_id,
+            direction=direction,
+            tx_type=tx_type,
+            created_after=created_after,
+            created_before=created_before,
+        )
+
+    if any(value is not None for value in (direction, tx_type, created_after, created_before)):
+        return paginate(filtered(), history_item, page=page, page_size=page_size)
+    chains = _user_chains(user_id, currency_id=currency_id)
     total = sum(entries for _, entries in chains)
     if len(chains) != 1:
-        return paginate(history_queryset(user_id=user_id, params=params), params, history_item, total=total)
+        return paginate(filtered(), history_item, page=page, page_size=page_size, total=total)
     ((wallet_id, entries),) = chains
     return paginate(
         BalanceHistory.objects.none(),  # unused: total and rows are given
-        params,
         _position_item if connection.vendor == "postgresql" else history_item,
+        page=page,
+        page_size=page_size,
         total=total,
         page_rows=lambda offset, limit: _position_rows(wallet_id, newest=entries - offset, limit=limit),
     )

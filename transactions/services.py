@@ -38,7 +38,7 @@ from transactions.events import tx_created_event
 from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
 from transactions.models import Transaction
 from transactions.sql import LockedRow
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.principal import Principal, principal_account_valid
 from wallet_project.core.tracing import current_trace_id
 from wallets.models import Wallet

@@ -156,7 +156,8 @@ def write_movement(tx: TransactionValues, legs: Sequence[LegValues], event: Even
 
 # -- The history page --------------------------------------------------------------------------------
 # The two statements of an unfiltered page, written out rather than compiled by the ORM on every
-# request (that compilation, and a model instance per joined row, were half of a page's CPU). The
+# request (that compilation, and a model instance per joined row, were much of a page's CPU: figures in
+# docs/benchmarks.md). The
 # wallet is the user's, so the page query needs no user filter (with one, the planner intersected the
 # range with the user's whole history): it is one backward range of the (wallet, seq) index.
 USER_CHAINS_SQL = "SELECT id, entries FROM wallets_wallet WHERE user_id = %s AND entries > 0"

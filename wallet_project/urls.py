@@ -37,7 +37,7 @@ urlpatterns = [
     re_path(r"^(?!static/).*$", core_views.not_found),
 ]
 
-handler400 = "wallet_project.core.exceptions.handler400"
-handler403 = "wallet_project.core.exceptions.handler403"
-handler404 = "wallet_project.core.exceptions.handler404"
-handler500 = "wallet_project.core.exceptions.handler500"
+handler400 = "wallet_project.core.errors.handler400"
+handler403 = "wallet_project.core.errors.handler403"
+handler404 = "wallet_project.core.errors.handler404"
+handler500 = "wallet_project.core.errors.handler500"

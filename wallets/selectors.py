@@ -11,7 +11,7 @@ from audit.models import BalanceHistory
 from currencies.models import Currency
 from currencies.money import format_amount
 from currencies.money_field import MoneySum
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallets.models import Wallet
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$", re.ASCII)

@@ -5,7 +5,7 @@ from decimal import Decimal
 from django.db import IntegrityError, transaction
 
 from currencies.models import Currency
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallets.models import Wallet
 
 

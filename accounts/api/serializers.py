@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from accounts.models import User
+from accounts.selectors import user_document
 from wallet_project.core.fields import StrictSerializer
 from wallet_project.core.schema import NOT_ALL_DIGITS
 from wallets.api.serializers import WalletOut
@@ -53,6 +55,10 @@ class UserOut(serializers.Serializer):
     email = serializers.EmailField()
     created_at = serializers.DateTimeField()
     wallets = WalletOut(many=True)
+
+    # The fields are the schema; the representation is user_document's.
+    def to_representation(self, instance: User) -> dict:
+        return user_document(instance)
 
 
 class TokenOut(serializers.Serializer):

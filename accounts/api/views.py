@@ -16,9 +16,8 @@ from accounts.api.serializers import (
 )
 from accounts.selectors import user_document, user_get_by_username
 from accounts.services import TokenPair, token_logout, token_refresh, user_change_password, user_create, user_login
-from wallet_project.core import exceptions as errors
-from wallet_project.core.schema import NOT_BLANK, security
-from wallet_project.core.schema import errors as error_responses
+from wallet_project.core import errors
+from wallet_project.core.schema import NOT_BLANK, error_responses, security
 
 NO_STORE = {"Cache-Control": "no-store"}
 

@@ -1,7 +1,19 @@
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
-from wallet_project.core.pagination import PaginationOut
+from audit.models import BalanceHistory
+from audit.selectors import balance_history_document
+from wallet_project.core.pagination import PageFilter, PaginationOut
+from wallet_project.core.params import DateTimeQuery, IntQuery, TextQuery
+
+
+class BalanceHistoryFilter(PageFilter):
+    # In this order they are judged: the first bad one answers.
+    user_id = IntQuery(help_text="Staff only (others: must be themselves)")
+    wallet_id = IntQuery()
+    currency = TextQuery()
+    created_after = DateTimeQuery()
+    created_before = DateTimeQuery()
 
 
 class BalanceHistoryOut(serializers.Serializer):
@@ -18,6 +30,10 @@ class BalanceHistoryOut(serializers.Serializer):
     prev_hash = serializers.CharField(help_text="entry_hash of the wallet's previous entry (64 zeros for the first)")
     entry_hash = serializers.CharField(help_text="sha256(prev_hash|wallet|tx hash|delta|before|after|created_at)")
     created_at = serializers.DateTimeField()
+
+    # The fields are the schema; the representation is balance_history_document's.
+    def to_representation(self, instance: BalanceHistory) -> dict:
+        return balance_history_document(instance)
 
 
 @extend_schema_serializer(many=False)  # a list action answering with one page object

@@ -1,5 +1,8 @@
 from rest_framework import serializers
 
+from currencies.models import Currency
+from currencies.selectors import currency_document
+
 
 class CurrencyOut(serializers.Serializer):
     id = serializers.IntegerField()
@@ -9,3 +12,7 @@ class CurrencyOut(serializers.Serializer):
     decimals = serializers.IntegerField()
     is_active = serializers.BooleanField()
     max_transfer_amount = serializers.CharField(allow_null=True, help_text="Decimal string, 8 places")
+
+    # The fields are the schema; the representation is currency_document's.
+    def to_representation(self, instance: Currency) -> dict:
+        return currency_document(instance)

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 
 from currencies.api.serializers import CurrencyOut
 from currencies.selectors import currency_document, currency_get, currency_list_active
-from wallet_project.core.schema import errors
+from wallet_project.core.schema import error_responses
 
 
 class CurrencyViewSet(viewsets.ViewSet):
@@ -20,6 +20,6 @@ class CurrencyViewSet(viewsets.ViewSet):
     def list(self, request):
         return Response([currency_document(c) for c in currency_list_active()])
 
-    @extend_schema(summary="One currency", responses={200: CurrencyOut, **errors(404)}, tags=["currencies"])
+    @extend_schema(summary="One currency", responses={200: CurrencyOut, **error_responses(404)}, tags=["currencies"])
     def retrieve(self, request, pk: int):
         return Response(currency_document(currency_get(currency_id=int(pk), active_only=False)))

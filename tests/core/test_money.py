@@ -25,7 +25,7 @@ from currencies.money import MAX_AMOUNT
 from tests.ledger import balance, flushable_append_only_tables
 from transactions.models import Transaction
 from transactions.services import deposit_create, transfer_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db

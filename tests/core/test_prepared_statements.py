@@ -4,7 +4,6 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.http import QueryDict
 
 from transactions.selectors import history_page
 from transactions.services import transfer_create
@@ -23,7 +22,7 @@ def test_transfers_and_history_pages_reuse_their_prepared_statements(user_factor
     connection.connection.execute("DEALLOCATE ALL")  # whatever earlier tests left on this connection
     for n in range(3):
         transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(n + 1))
-        history_page(user_id=bob.pk, params=QueryDict(f"page={n + 1}&page_size=1"))
+        history_page(user_id=bob.pk, page=n + 1, page_size=1)
 
     statements = prepared()
     assert len(statements) == 4, statements  # lock, write, chain lengths, page: each once for 3 uses
@@ -39,5 +38,5 @@ def test_without_prepared_statements_nothing_is_prepared(user_factory, usdt, mon
     connection.connection.execute("DEALLOCATE ALL")
     monkeypatch.setattr(connection.connection, "prepare_threshold", None)
     transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal(1))
-    assert history_page(user_id=bob.pk, params=QueryDict(""))["pagination"]["total"] == 1
+    assert history_page(user_id=bob.pk, page=1, page_size=20)["pagination"]["total"] == 1
     assert prepared() == []

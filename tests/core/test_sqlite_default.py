@@ -17,7 +17,7 @@ from django.db import connection
 from accounts.services import user_create
 from currencies.selectors import currency_get
 from transactions.services import transfer_create
-from wallet_project.core.exceptions import ApiError
+from wallet_project.core.errors import ApiError
 from wallets.models import Wallet
 
 assert connection.vendor == "sqlite"
@@ -44,15 +44,13 @@ journal = connection.cursor().execute("PRAGMA journal_mode").fetchone()[0]
 print("BALANCES", balances, "ERRORS", errors, "JOURNAL", journal)
 
 # History pages by chain position (the ORM branch of it on SQLite) equal counting and skipping.
-from django.http import QueryDict
 from transactions.selectors import history_item, history_page, history_queryset
 from wallet_project.core.pagination import paginate
 for user in (a, b):
     for number in (1, 2, 15, 16):
-        params = QueryDict(f"page={number}&page_size=7")
-        expected = paginate(history_queryset(user_id=user.pk, params=params), params, history_item)
+        expected = paginate(history_queryset(user_id=user.pk), history_item, page=number, page_size=7)
         assert expected["pagination"]["total"] == 101, expected["pagination"]
-        assert history_page(user_id=user.pk, params=params) == expected, (user.username, number)
+        assert history_page(user_id=user.pk, page=number, page_size=7) == expected, (user.username, number)
 print("HISTORY OK")
 """
 

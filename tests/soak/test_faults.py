@@ -209,8 +209,8 @@ def test_terminated_database_sessions_give_clean_503s_and_recover(live_template,
 @pytest.mark.soak
 def test_a_database_server_restart_mid_load_gives_clean_503s_and_recovers(rng, monkeypatch):
     """A real restart, of a private cluster (initdb in a temp dir): the shared server is never touched."""
-    # Enough load to outlast two restarts (one every 2-5 s, each down 0.5-2 s): 800 transfers took
-    # only 7 s once the transfer path got faster, and met a single restart.
+    # Enough load to outlast two restarts (one every 2-5 s, each down 0.5-2 s): once the transfer path
+    # got faster, 800 transfers ended before the second restart (docs/benchmarks.md).
     users_count, transfers, threads = 20, 3000, 8
     with private_cluster() as cluster:
         monkeypatch.setenv("DATABASE_URL", cluster.url)

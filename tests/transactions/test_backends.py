@@ -25,7 +25,7 @@ from events.models import OutboxEvent
 from tests.ledger import flushable_append_only_tables
 from transactions.models import IdempotencyKey, Transaction
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.principal import Principal
 from wallets.models import Wallet
 

@@ -7,6 +7,7 @@ import pytest
 from django.http import QueryDict
 from django.utils import timezone
 
+from transactions.api.serializers import TransactionHistoryFilter
 from transactions.selectors import history_item, history_page, history_queryset
 from transactions.services import deposit_create, transfer_create, withdrawal_create
 from wallet_project.core.pagination import paginate
@@ -110,13 +111,15 @@ def test_paging_by_chain_position_gives_what_counting_and_skipping_give(
     for user, code, entries, one_chain in cases:
         for number in range(1, entries // page_size + 3):
             params = QueryDict(f"page={number}&page_size={page_size}" + (f"&currency={code}" if code else ""))
-            expected = paginate(history_queryset(user_id=user.pk, params=params), params, history_item)
+            query = TransactionHistoryFilter.parse(params)
+            currency_id, window = query.get("currency"), {"page": query["page"], "page_size": query["page_size"]}
+            expected = paginate(history_queryset(user_id=user.pk, currency_id=currency_id), history_item, **window)
             assert expected["pagination"]["total"] == entries
-            if one_chain:  # (the currency,) the entry counts, then one range of positions: no count, no skip
-                with django_assert_num_queries(bool(code) + 1 + bool(expected["data"])):
-                    got = history_page(user_id=user.pk, params=params)
+            if one_chain:  # the entry counts, then one range of positions: no count, no skip
+                with django_assert_num_queries(1 + bool(expected["data"])):
+                    got = history_page(user_id=user.pk, currency_id=currency_id, **window)
             else:
-                got = history_page(user_id=user.pk, params=params)
+                got = history_page(user_id=user.pk, currency_id=currency_id, **window)
             assert got == expected, (user.username, code, number)
 
 

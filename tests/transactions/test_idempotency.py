@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from tests.conftest import make_cashier
 from tests.ledger import balance, ledger_state, ledger_state_with_keys
+from transactions.idempotency import request_fingerprint
 from transactions.models import IdempotencyKey, Transaction
 from transactions.services import deposit_create
 
@@ -149,3 +150,38 @@ def test_deposits_replay_too(user_factory, client_for):
     assert first.status_code == second.status_code == 201
     assert second["Idempotent-Replayed"] == "true" and second.json() == first.json()
     assert balance(bob) == 50
+
+
+def _stored_failure(user, key: str, body: dict, **outcome) -> None:
+    IdempotencyKey.objects.create(
+        user=user, key=key, scope="transfer", fingerprint=request_fingerprint("transfer", body), **outcome
+    )
+
+
+def test_a_stored_failure_replays_with_its_own_code_and_status(user_factory, client_for):
+    # Replays once knew only the ledger's codes: any other stored code came back as 400 INVALID_REQUEST.
+    alice, bob = user_factory(balance=100), user_factory()
+    body = {"to_user_id": bob.pk, "amount": "1"}
+    _stored_failure(alice, "k-forbidden", body, error_code="FORBIDDEN", error_message="forbidden: not yours")
+    state = ledger_state()
+
+    response = transfer(client_for(alice), "k-forbidden", **body)
+
+    assert response.status_code == 403 and response.json()["code"] == "FORBIDDEN"
+    assert response["Idempotent-Replayed"] == "true"
+    assert ledger_state() == state
+
+
+def test_a_retired_code_replays_with_its_stored_status(user_factory, client_for):
+    # A key stored by another version may carry a code this one no longer has: its outcome stays as sent.
+    alice, bob = user_factory(balance=100), user_factory()
+    body = {"to_user_id": bob.pk, "amount": "1"}
+    _stored_failure(
+        alice, "k-retired", body, error_code="HOLD_NOT_ACTIVE", error_status=409, error_message="hold is not active"
+    )
+
+    response = transfer(client_for(alice), "k-retired", **body)
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "HOLD_NOT_ACTIVE" and response.json()["status"] == 409
+    assert response["Idempotent-Replayed"] == "true"

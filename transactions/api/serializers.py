@@ -1,9 +1,16 @@
+from typing import Any
+
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from audit.models import BalanceHistory
 from currencies.money import AmountField
+from transactions.events import transaction_document
+from transactions.models import Transaction
+from transactions.selectors import currency_by_code, history_item, receipt_document
 from wallet_project.core.fields import FlatStrictSerializer, IdField
-from wallet_project.core.pagination import PaginationOut
+from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter, PaginationOut
+from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
 
 
 class TransferIn(FlatStrictSerializer):
@@ -32,6 +39,27 @@ class MovementIn(FlatStrictSerializer):
     memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
 
 
+class CurrencyCodeQuery(QueryField):
+    """A currency code, resolved to the currency's id: an unknown one is 404 NOT_FOUND, an empty one none."""
+
+    def to_internal_value(self, data: str) -> int | None:
+        return currency_by_code(data).pk if data else None
+
+    def openapi_schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
+class TransactionHistoryFilter(PageFilter):
+    # In this order they are judged: the first bad one answers.
+    currency = CurrencyCodeQuery()
+    direction = ChoiceQuery(choices=["sent", "received"])
+    type = ChoiceQuery(choices=Transaction.Type.values)
+    created_after = DateTimeQuery(help_text="ISO 8601, inclusive")
+    created_before = DateTimeQuery(help_text="ISO 8601, exclusive")
+    page = IntQuery(maximum=MAX_PAGE, fallback=1, help_text="1-based; malformed → 400")
+    page_size = IntQuery(maximum=MAX_PAGE_SIZE, fallback=DEFAULT_PAGE_SIZE, help_text="1..100, default 20")
+
+
 class TransactionOut(serializers.Serializer):
     id = serializers.IntegerField()
     hash = serializers.CharField(help_text="SHA-256 of the canonical transaction encoding")
@@ -46,13 +74,25 @@ class TransactionOut(serializers.Serializer):
     memo = serializers.CharField()
     created_at = serializers.DateTimeField()
 
+    # The fields are the schema; the representation is transaction_document's, the one function every
+    # response and event uses (a history page renders raw rows with it, which a serializer per row
+    # would slow down).
+    def to_representation(self, instance: Transaction) -> dict:
+        return transaction_document(instance, currency_code=instance.currency.code)
+
 
 class TransferOut(TransactionOut):
     message = serializers.CharField(default="transfer successful")
 
+    def to_representation(self, instance: Transaction) -> dict:
+        return {"message": "transfer successful", **super().to_representation(instance)}
+
 
 class HistoryItemOut(TransactionOut):
     direction = serializers.ChoiceField(choices=["sent", "received"])
+
+    def to_representation(self, instance: BalanceHistory) -> dict:  # type: ignore[override]  # a leg, not a tx
+        return history_item(instance)
 
 
 @extend_schema_serializer(many=False)  # a list action answering with one page object
@@ -77,6 +117,9 @@ class ReceiptOut(serializers.Serializer):
     canonical = serializers.CharField(
         required=False, help_text="Only for a party or staff: the exact JSON whose SHA-256 is `hash`"
     )
+
+    def to_representation(self, instance: Transaction) -> dict:
+        return receipt_document(instance, viewer=self.context.get("viewer"))
 
 
 class PublicKeyOut(serializers.Serializer):

@@ -11,6 +11,7 @@ from transactions.api.serializers import (
     MovementIn,
     PublicKeyOut,
     ReceiptOut,
+    TransactionHistoryFilter,
     TransactionOut,
     TransferIn,
     TransferOut,
@@ -19,11 +20,10 @@ from transactions.events import transaction_document
 from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from transactions.selectors import history_page, receipt_document, recipient_id_by_username, transaction_get_by_hash
 from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.principal import principal_check, unverified_principal
-from wallet_project.core.schema import DATE_TIME, PAGE, PAGE_SIZE, security
-from wallet_project.core.schema import errors as error_responses
+from wallet_project.core.schema import error_responses, security
 
 IDEMPOTENCY_PARAM = OpenApiParameter(
     HEADER,
@@ -162,21 +162,24 @@ class MovementViewSet(viewsets.ViewSet):
 class HistoryViewSet(viewsets.ViewSet):
     @extend_schema(
         summary="A user's transactions, newest first",
-        parameters=[
-            OpenApiParameter("page", PAGE, description="1-based; malformed → 400"),
-            OpenApiParameter("page_size", PAGE_SIZE, description="1..100, default 20"),
-            OpenApiParameter("currency", str),
-            OpenApiParameter("direction", str, enum=["sent", "received"]),
-            OpenApiParameter("type", str, enum=["transfer", "deposit", "withdrawal"]),
-            OpenApiParameter("created_after", DATE_TIME, description="ISO 8601, inclusive"),
-            OpenApiParameter("created_before", DATE_TIME, description="ISO 8601, exclusive"),
-        ],
+        parameters=[TransactionHistoryFilter],
         responses={200: HistoryPageOut, **error_responses(400, 401, 403, 404)},
         tags=["transactions"],
     )
     def list(self, request, user_id: int):
         ensure_owner_or_staff(request.user, user_id)
-        return Response(history_page(user_id=user_id, params=request.query_params), headers=NO_STORE)
+        query = TransactionHistoryFilter.parse(request.query_params)
+        page = history_page(
+            user_id=user_id,
+            currency_id=query.get("currency"),
+            direction=query.get("direction"),
+            tx_type=query.get("type"),
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+            page=query["page"],
+            page_size=query["page_size"],
+        )
+        return Response(page, headers=NO_STORE)
 
 
 class ReceiptViewSet(viewsets.ViewSet):

@@ -49,7 +49,8 @@ class FlatStrictSerializer(StrictSerializer):
     """A strict serializer of flat fields only, for request bodies on the hot path.
 
     DRF deep-copies every declared field for each serializer instance, which re-runs each field's
-    ``__init__`` (validators and all): half the cost of validating a transfer body. Flat fields hold
+    ``__init__`` (validators and all): much of the cost of validating a transfer body
+    (docs/benchmarks.md). Flat fields hold
     nothing per request but their binding, so a shallow copy, bound to this instance, is enough.
     """
 

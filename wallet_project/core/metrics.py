@@ -31,7 +31,7 @@ def transfer_outcome(response: HttpResponse) -> str:
         return "replayed" if response.get("Idempotent-Replayed") == "true" else "completed"
     data = getattr(response, "data", None)
     code = data.get("code") if isinstance(data, dict) else None
-    # Codes come from one closed vocabulary (error_codes.py), so the label set stays small.
+    # Codes come from one closed vocabulary (core/errors.py's registry), so the label set stays small.
     return code.lower() if isinstance(code, str) and code.isupper() else f"http_{response.status_code}"
 
 

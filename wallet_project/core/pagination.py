@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from django.db.models import QuerySet
 from rest_framework import serializers
 
-from .params import int_param
+from .params import FilterSerializer, IntQuery
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1_000_000
 
 
+class PageFilter(FilterSerializer):
+    """``page`` and ``page_size``, read after the filters a subclass declares (in that order they answer)."""
+
+    page = IntQuery(maximum=MAX_PAGE, fallback=1)
+    page_size = IntQuery(maximum=MAX_PAGE_SIZE, fallback=DEFAULT_PAGE_SIZE)
+
+    def get_fields(self) -> dict[str, Any]:
+        fields = super().get_fields()
+        # DRF lists a base class's fields first; the page comes after the filters, as it always has.
+        return {name: field for name, field in fields.items() if name not in ("page", "page_size")} | {
+            "page": fields["page"],
+            "page_size": fields["page_size"],
+        }
+
+
 def paginate(
     queryset: QuerySet,
-    params: Mapping[str, str],
     render: Callable[[Any], dict],
     *,
+    page: int,
+    page_size: int,
     total: int | None = None,
     page_rows: Callable[[int, int], list] | None = None,
 ) -> dict:
     """One page of ``queryset``. ``total`` and ``page_rows(offset, limit)`` replace the count and the
     skip when the caller knows a cheaper way to get them (both must agree with ``queryset``)."""
-    page = int_param(params, "page", default=1, maximum=MAX_PAGE)
-    page_size = int_param(params, "page_size", default=DEFAULT_PAGE_SIZE, maximum=MAX_PAGE_SIZE)
     if total is None:
         total = queryset.count()
     offset = (page - 1) * page_size

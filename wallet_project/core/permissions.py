@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 from rest_framework.permissions import BasePermission
 
-from . import exceptions as errors
+from . import errors
 
 # Staff status opens the ops console; moving money for others takes this permission on top, on
 # every path (API, admin actions, the commands that name a staff member).

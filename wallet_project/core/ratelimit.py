@@ -27,9 +27,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
 
-from . import error_codes as codes
-from . import exceptions as errors
-from .exceptions import problem_response
+from . import errors
+from .errors import problem_response
 
 if TYPE_CHECKING:  # annotations only: DRF imports this module while rest_framework.views loads
     from rest_framework.request import Request
@@ -335,4 +334,4 @@ class RateLimitMiddleware:
 
 def ratelimited_view(request: HttpRequest, exception: Exception) -> JsonResponse:
     """``RATELIMIT_VIEW``: the answer for django-ratelimit's own decorator, should a view use it."""
-    return problem_response(429, codes.RATE_LIMIT_EXCEEDED, "rate limit exceeded", headers={"Retry-After": "60"})
+    return problem_response(429, errors.RateLimitExceeded.code, "rate limit exceeded", headers={"Retry-After": "60"})

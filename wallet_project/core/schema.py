@@ -9,6 +9,8 @@ from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerial
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from . import errors
+
 if TYPE_CHECKING:  # annotations only
     from drf_spectacular.openapi import AutoSchema
     from drf_spectacular.utils import Direction
@@ -27,24 +29,24 @@ Problem = inline_serializer(
     },
 )
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-_DESCRIPTIONS = {
-    400: "Invalid request (see `code`)",
-    401: "UNAUTHORIZED: missing, invalid, expired or revoked token",
-    403: "FORBIDDEN",
-    404: "Not found (see `code`)",
-    409: "Conflict (see `code`)",
-    413: "Request body too large",
-    422: "IDEMPOTENCY_KEY_MISMATCH",
-    429: "RATE_LIMIT_EXCEEDED",
-    503: "Service busy or database unavailable; retry after `Retry-After`",
+# Why a status happens beyond its codes, where a client needs more than the code list.
+_NOTES = {
+    401: "missing, invalid, expired or revoked token",
+    503: "service busy or database unavailable; retry after `Retry-After`",
 }
 
 
-def errors(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
+def error_description(status: int) -> str:
+    """The codes a response of this status may carry: every registered error with that status."""
+    codes = ", ".join(f"`{cls.code}`" for cls in errors.registry.values() if cls.status_code == status)
+    note = _NOTES.get(status)
+    return f"{codes} ({note})" if note else codes
+
+
+def error_responses(*statuses: int) -> dict[tuple[int, str], OpenApiResponse]:
     # Errors leave as application/problem+json (RFC 9457), not as the success media type.
     return {
-        (status, PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=_DESCRIPTIONS.get(status, ""))
+        (status, errors.PROBLEM_CONTENT_TYPE): OpenApiResponse(response=Problem, description=error_description(status))
         for status in statuses
     }
 
@@ -54,16 +56,6 @@ def security(*requirements: dict[str, list[str]]) -> Any:
     meaning none. drf-spectacular annotates ``auth`` as ``Sequence[str]`` but copies it into the
     schema as it is, so it takes requirement objects; ``Any`` keeps that mismatch in this one place."""
     return list(requirements)
-
-
-def int_query(minimum: int = 1, maximum: int = 10**18 - 1) -> dict:
-    """Schema of an integer query parameter read with ``core.params.int_param`` (at most 18 digits)."""
-    return {"type": "integer", "minimum": minimum, "maximum": maximum}
-
-
-PAGE = int_query(maximum=1_000_000)
-PAGE_SIZE = int_query(maximum=100)
-DATE_TIME = {"type": "string", "format": "date-time"}
 
 
 # --- Extensions: how the project's own auth class and fields appear in the schema ----------------
@@ -79,6 +71,16 @@ class IdFieldExtension(OpenApiSerializerFieldExtension):
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+
+
+class QueryFieldExtension(OpenApiSerializerFieldExtension):
+    """A filter serializer's parameter, documented as its parser reads it (bounds, enum, pattern)."""
+
+    target_class = "wallet_project.core.params.QueryField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
+        return self.target.openapi_schema()
 
 
 # String patterns for what DRF's CharField refuses beyond its lengths: a NUL anywhere, and (unless blank

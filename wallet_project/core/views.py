@@ -38,6 +38,6 @@ def health(request: Request) -> Response:
 
 @csrf_exempt
 def not_found(request: HttpRequest) -> JsonResponse:
-    from .exceptions import handler404
+    from .errors import handler404
 
     return handler404(request)

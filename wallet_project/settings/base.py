@@ -98,7 +98,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "wallet_project.urls"
-CSRF_FAILURE_VIEW = "wallet_project.core.exceptions.csrf_failure"
+CSRF_FAILURE_VIEW = "wallet_project.core.errors.csrf_failure"
 WSGI_APPLICATION = "wallet_project.wsgi.application"
 APPEND_SLASH = False
 
@@ -147,9 +147,10 @@ else:
         ),
         "connect_timeout": env.int("DB_CONNECT_TIMEOUT_S", default=5),
         # Server-side prepared statements for the few statements that ask for them (the transfer's lock
-        # and write, see core.db.prepared_cursor): planning them was half of PostgreSQL's CPU per
-        # transfer. The ORM's own queries use client-side binding and are never prepared. Set to false
-        # behind a pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
+        # and write, see core.db.prepared_cursor): planning them was a large share of PostgreSQL's CPU
+        # per transfer (docs/benchmarks.md). The ORM's own queries use client-side binding and are never
+        # prepared. Set to false behind a pooler that cannot keep prepared statements (PgBouncer before
+        # 1.21 in transaction mode).
         "prepare_threshold": 0 if env.bool("DB_PREPARED_STATEMENTS", default=True) else None,
     }
 
@@ -208,7 +209,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "EXCEPTION_HANDLER": "wallet_project.core.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "wallet_project.core.errors.exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["wallet_project.core.ratelimit.RateLimitThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "COERCE_DECIMAL_TO_STRING": True,

@@ -22,7 +22,7 @@ from currencies.models import Currency
 from currencies.money import format_amount
 from transactions.models import Transaction
 from transactions.services import deposit_create
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
 from wallets.models import Wallet
 from wallets.services import wallet_open

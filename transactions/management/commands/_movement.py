@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from currencies.money import parse_amount
 from currencies.selectors import currency_get
 from transactions.events import transaction_document
-from wallet_project.core import exceptions as errors
+from wallet_project.core import errors
 from wallet_project.core.permissions import MOVEMENT_PERMISSION, can_move_money
 
 User = get_user_model()  # the ledger sits below accounts

@@ -7,8 +7,10 @@ extension members: ``{"type", "title", "status", "detail", "error", "code", "err
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
@@ -17,22 +19,39 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from . import error_codes as codes
 from .tracing import current_trace_id
 
 logger = logging.getLogger("wallet.errors")
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
+_registry: dict[str, type[ApiError]] = {}
+
 
 class ApiError(Exception):
-    """A failure the client can act on; carries its HTTP status and machine code."""
+    """A failure the client can act on; carries its HTTP status and machine code.
 
-    status_code: int = 400
-    code: str = codes.INVALID_REQUEST
-    default_message: str = "invalid request"
+    Each code is one subclass, written out as DRF writes its own exceptions; defining it registers
+    it (``registry``, ``by_code``), so the code list, the OpenAPI schema and idempotent replays read
+    the same table. A subclass without a code of its own, or with a code already taken, is an error at
+    import.
+    """
+
+    status_code: ClassVar[int] = 400
+    code: ClassVar[str] = "INVALID_REQUEST"
+    default_message: ClassVar[str] = "invalid request"
     # Set by a service that raises after it has checked the caller's account (a deferred JWT check).
     account_checked: bool = False
+
+    def __init_subclass__(cls, register: bool = True, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not register:
+            return
+        if "code" not in cls.__dict__:
+            raise TypeError(f"{cls.__name__} must declare its own code")
+        if cls.code in _registry:
+            raise TypeError(f"{cls.__name__}: code {cls.code} is already {_registry[cls.code].__name__}'s")
+        _registry[cls.code] = cls
 
     def __init__(
         self,
@@ -47,69 +66,183 @@ class ApiError(Exception):
         super().__init__(self.message)
 
 
-def _error(name: str, status: int, code: str, message: str) -> type[ApiError]:
-    return type(name, (ApiError,), {"status_code": status, "code": code, "default_message": message})
+class StoredError(ApiError, register=False):
+    """A stored outcome replayed as it was sent, whose code this version may no longer define (a code
+    retired since): code and status are the instance's, and the class is no code of its own."""
+
+    def __init__(self, *, code: str, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+        self.code = code  # type: ignore[misc]  # the instance's own, shadowing the class's
+        self.status_code = status  # type: ignore[misc]
 
 
-InvalidRequest = _error("InvalidRequest", 400, codes.INVALID_REQUEST, "invalid request")
-AmountNotPositive = _error("AmountNotPositive", 400, codes.AMOUNT_NOT_POSITIVE, "amount must be greater than zero")
-InvalidDecimals = _error(
-    "InvalidDecimals", 400, codes.INVALID_DECIMALS, "amount has more decimal places than the currency allows"
-)
-AmountExceedsLimit = _error(
-    "AmountExceedsLimit", 400, codes.AMOUNT_EXCEEDS_LIMIT, "amount exceeds the maximum transfer amount"
-)
-InsufficientBalance = _error("InsufficientBalance", 400, codes.INSUFFICIENT_BALANCE, "insufficient balance")
-SameAccountTransfer = _error(
-    "SameAccountTransfer", 400, codes.SAME_ACCOUNT_TRANSFER, "cannot transfer to the same account"
-)
-SenderWalletNotFound = _error("SenderWalletNotFound", 404, codes.SENDER_WALLET_NOT_FOUND, "sender wallet not found")
-RecipientNotFound = _error("RecipientNotFound", 404, codes.RECIPIENT_NOT_FOUND, "recipient not found")
-WalletNotFound = _error("WalletNotFound", 404, codes.WALLET_NOT_FOUND, "wallet not found")
-WalletAlreadyExists = _error(
-    "WalletAlreadyExists", 409, codes.WALLET_ALREADY_EXISTS, "wallet already exists for this currency"
-)
-NotFound = _error("NotFound", 404, codes.NOT_FOUND, "not found")
-TransactionNotFound = _error("TransactionNotFound", 404, codes.TRANSACTION_NOT_FOUND, "transaction not found")
-UserNotFound = _error("UserNotFound", 404, codes.USER_NOT_FOUND, "user not found")
-UserAlreadyExists = _error("UserAlreadyExists", 409, codes.USER_ALREADY_EXISTS, "username or email already exists")
-InvalidCredentials = _error("InvalidCredentials", 401, codes.INVALID_CREDENTIALS, "invalid username or password")
-Unauthorized = _error("Unauthorized", 401, codes.UNAUTHORIZED, "authentication required")
-Forbidden = _error("Forbidden", 403, codes.FORBIDDEN, "forbidden")
-IdempotencyKeyInUse = _error(
-    "IdempotencyKeyInUse",
-    409,
-    codes.IDEMPOTENCY_KEY_IN_USE,
-    "a request with this Idempotency-Key is still being processed",
-)
-IdempotencyKeyMismatch = _error(
-    "IdempotencyKeyMismatch",
-    422,
-    codes.IDEMPOTENCY_KEY_MISMATCH,
-    "this Idempotency-Key was used with a different request body",
-)
-PayloadTooLarge = _error(
-    "PayloadTooLarge", 413, codes.PAYLOAD_TOO_LARGE, "request body is larger than the server accepts"
-)
-RateLimitExceeded = _error("RateLimitExceeded", 429, codes.RATE_LIMIT_EXCEEDED, "rate limit exceeded")
-ServiceUnavailable = _error("ServiceUnavailable", 503, codes.SERVICE_UNAVAILABLE, "the service is busy, retry shortly")
-TransactionFailed = _error("TransactionFailed", 500, codes.TRANSACTION_FAILED, "transaction failed")
+registry: Mapping[str, type[ApiError]] = MappingProxyType(_registry)
 
-ERRORS_BY_CODE: dict[str, type[ApiError]] = {
-    cls.code: cls
-    for cls in [
-        InvalidRequest,
-        AmountNotPositive,
-        InvalidDecimals,
-        AmountExceedsLimit,
-        InsufficientBalance,
-        SameAccountTransfer,
-        SenderWalletNotFound,
-        RecipientNotFound,
-        NotFound,
-        WalletNotFound,
-    ]
-}
+
+def by_code(code: str) -> type[ApiError] | None:
+    return registry.get(code)
+
+
+class InvalidRequest(ApiError):
+    status_code = 400
+    code = "INVALID_REQUEST"
+    default_message = "invalid request"
+
+
+class AmountNotPositive(ApiError):
+    status_code = 400
+    code = "AMOUNT_NOT_POSITIVE"
+    default_message = "amount must be greater than zero"
+
+
+class InvalidDecimals(ApiError):
+    status_code = 400
+    code = "INVALID_DECIMALS"
+    default_message = "amount has more decimal places than the currency allows"
+
+
+class AmountExceedsLimit(ApiError):
+    status_code = 400
+    code = "AMOUNT_EXCEEDS_LIMIT"
+    default_message = "amount exceeds the maximum transfer amount"
+
+
+class InsufficientBalance(ApiError):
+    status_code = 400
+    code = "INSUFFICIENT_BALANCE"
+    default_message = "insufficient balance"
+
+
+class SameAccountTransfer(ApiError):
+    status_code = 400
+    code = "SAME_ACCOUNT_TRANSFER"
+    default_message = "cannot transfer to the same account"
+
+
+class InvalidCredentials(ApiError):
+    status_code = 401
+    code = "INVALID_CREDENTIALS"
+    default_message = "invalid username or password"
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+    default_message = "authentication required"
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    code = "FORBIDDEN"
+    default_message = "forbidden"
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "NOT_FOUND"
+    default_message = "not found"
+
+
+class SenderWalletNotFound(ApiError):
+    status_code = 404
+    code = "SENDER_WALLET_NOT_FOUND"
+    default_message = "sender wallet not found"
+
+
+class RecipientNotFound(ApiError):
+    status_code = 404
+    code = "RECIPIENT_NOT_FOUND"
+    default_message = "recipient not found"
+
+
+class WalletNotFound(ApiError):
+    status_code = 404
+    code = "WALLET_NOT_FOUND"
+    default_message = "wallet not found"
+
+
+class TransactionNotFound(ApiError):
+    status_code = 404
+    code = "TRANSACTION_NOT_FOUND"
+    default_message = "transaction not found"
+
+
+class UserNotFound(ApiError):
+    status_code = 404
+    code = "USER_NOT_FOUND"
+    default_message = "user not found"
+
+
+class MethodNotAllowed(ApiError):
+    status_code = 405
+    code = "METHOD_NOT_ALLOWED"
+    default_message = "method not allowed"
+
+
+class NotAcceptable(ApiError):
+    status_code = 406
+    code = "NOT_ACCEPTABLE"
+    default_message = "not acceptable"
+
+
+class WalletAlreadyExists(ApiError):
+    status_code = 409
+    code = "WALLET_ALREADY_EXISTS"
+    default_message = "wallet already exists for this currency"
+
+
+class UserAlreadyExists(ApiError):
+    status_code = 409
+    code = "USER_ALREADY_EXISTS"
+    default_message = "username or email already exists"
+
+
+class IdempotencyKeyInUse(ApiError):
+    status_code = 409
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    default_message = "a request with this Idempotency-Key is still being processed"
+
+
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+    default_message = "request body is larger than the server accepts"
+
+
+class UnsupportedMediaType(ApiError):
+    status_code = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "unsupported media type"
+
+
+class IdempotencyKeyMismatch(ApiError):
+    status_code = 422
+    code = "IDEMPOTENCY_KEY_MISMATCH"
+    default_message = "this Idempotency-Key was used with a different request body"
+
+
+class RateLimitExceeded(ApiError):
+    status_code = 429
+    code = "RATE_LIMIT_EXCEEDED"
+    default_message = "rate limit exceeded"
+
+
+class InternalError(ApiError):
+    status_code = 500
+    code = "INTERNAL_ERROR"
+    default_message = "internal server error"
+
+
+class TransactionFailed(ApiError):
+    status_code = 500
+    code = "TRANSACTION_FAILED"
+    default_message = "transaction failed"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "the service is busy, retry shortly"
 
 
 def problem(status: int, code: str, message: str, *, errors: dict | None = None) -> dict[str, Any]:
@@ -169,8 +302,9 @@ def _validation_error(exc: drf.ValidationError) -> ApiError:
     for msgs in errors.values():
         for msg in msgs:
             code = getattr(msg, "code", None)
-            if code in ERRORS_BY_CODE and code != codes.INVALID_REQUEST:
-                return ERRORS_BY_CODE[code](str(msg), errors=errors)
+            cls = by_code(code) if isinstance(code, str) else None
+            if cls is not None and cls is not InvalidRequest:
+                return cls(str(msg), errors=errors)
     first_field, first_msgs = next(iter(errors.items()))
     message = first_msgs[0] if first_field == "non_field_errors" else f"{first_field}: {first_msgs[0]}"
     return InvalidRequest(message, errors=errors)
@@ -193,11 +327,11 @@ def to_api_error(exc: Exception) -> ApiError | None:
     if isinstance(exc, (drf.NotFound, Http404)):
         return NotFound()
     if isinstance(exc, drf.MethodNotAllowed):
-        return _error("MethodNotAllowed", 405, codes.METHOD_NOT_ALLOWED, "method not allowed")(str(exc.detail))
+        return MethodNotAllowed(str(exc.detail))
     if isinstance(exc, drf.NotAcceptable):
-        return _error("NotAcceptable", 406, codes.NOT_ACCEPTABLE, "not acceptable")()
+        return NotAcceptable()
     if isinstance(exc, drf.UnsupportedMediaType):
-        return _error("Unsupported", 415, codes.UNSUPPORTED_MEDIA_TYPE, "unsupported media type")(str(exc.detail))
+        return UnsupportedMediaType(str(exc.detail))
     if isinstance(exc, drf.Throttled):
         wait: float | None = exc.wait  # type: ignore[attr-defined]  # set by Throttled(), absent from drf-stubs
         return RateLimitExceeded(headers={"Retry-After": str(int(wait or 1))})
@@ -245,7 +379,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             )
         else:
             logger.exception("unhandled error")
-            api_error = _error("InternalError", 500, codes.INTERNAL_ERROR, "internal server error")()
+            api_error = InternalError()
     headers = dict(api_error.headers)
     if isinstance(exc, drf.NotAuthenticated | drf.AuthenticationFailed):
         headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
@@ -262,24 +396,27 @@ def exception_handler(exc: Exception, context: dict) -> Response:
 # --- Django-level handlers for requests that never reach a DRF view -------------------------------
 
 
+def _respond(error: ApiError) -> JsonResponse:
+    return problem_response(error.status_code, error.code, error.message, headers=error.headers)
+
+
 def handler400(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     if isinstance(exception, RequestDataTooBig):
-        error = PayloadTooLarge()
-        return problem_response(error.status_code, error.code, error.message)
-    return problem_response(400, codes.INVALID_REQUEST, "bad request")
+        return _respond(PayloadTooLarge())
+    return _respond(InvalidRequest("bad request"))
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return problem_response(403, codes.FORBIDDEN, "forbidden")
+    return _respond(Forbidden())
 
 
 def handler404(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return problem_response(404, codes.NOT_FOUND, "not found")
+    return _respond(NotFound())
 
 
 def handler500(request: HttpRequest) -> JsonResponse:
-    return problem_response(500, codes.INTERNAL_ERROR, "internal server error")
+    return _respond(InternalError())
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:
-    return problem_response(403, codes.FORBIDDEN, "forbidden: CSRF verification failed")
+    return _respond(Forbidden("forbidden: CSRF verification failed"))
