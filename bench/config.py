@@ -69,3 +69,5 @@ class Options:
     ceilings: list[dict] = field(default_factory=list)
     # scenario -> (database, wrk script, script environment), for --profile
     recipes: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
+    # The checkpoint taken on the 1,000,000-transaction dataset (bench.db.ensure_checkpoint)
+    reads_checkpoint: dict | None = None

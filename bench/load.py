@@ -17,12 +17,23 @@ from bench.config import (
     Options,
     log,
 )
-from bench.cpu import CLK_TCK, cpu_delta, cpu_of, machine_cpu, proc_cpu, run_measured
+from bench.cpu import (
+    CLK_TCK,
+    BackendSampler,
+    cpu_delta,
+    cpu_of,
+    loadavg,
+    machine_cpu,
+    proc_cpu,
+    run_child,
+    run_measured,
+)
 from bench.db import (
     admin,
     backend_pids,
     db_stats,
     mint,
+    query_pids,
 )
 from bench.server import Server, bench_env, probe, read_tokens
 
@@ -234,9 +245,9 @@ def history_scenarios(opts: Options, names: list[str], results: dict, hot_user: 
 def run_reconcile(opts: Options, database: str, label: str) -> dict:
     out = opts.raw / f"reconcile_{label}.json"
     cmd = [str(PY), "manage.py", "reconcile", "--json"]
-    code, wall, cpu, rss_kib = run_measured(
-        cmd, env=bench_env(database), out=out, err=opts.raw / f"reconcile_{label}.stderr.txt"
-    )
+    before = loadavg()
+    with BackendSampler(lambda: query_pids(database)) as backends:
+        run = run_child(cmd, env=bench_env(database), out=out, err=opts.raw / f"reconcile_{label}.stderr.txt")
     text = out.read_text(errors="replace")
     try:
         report = json.loads(text)
@@ -247,12 +258,19 @@ def run_reconcile(opts: Options, database: str, label: str) -> dict:
         history = conn.execute("SELECT COUNT(*) FROM audit_balancehistory").fetchone()[0]
     return {
         "database": database,
-        "exit_code": code,
-        "ok": code == 0 and report.get("ok") is True,
-        "seconds": round(wall, 2),
-        "cpu_s": round(cpu, 2),
-        "peak_rss_mb": round(rss_kib / 1024, 1),
+        "exit_code": run.code,
+        "ok": run.code == 0 and report.get("ok") is True,
+        "seconds": round(run.wall_s, 2),
+        "cpu_s": round(run.user_s + run.sys_s, 2),
+        "user_s": round(run.user_s, 2),
+        "sys_s": round(run.sys_s, 2),
+        # PostgreSQL's share: the backends serving the command (sampled, so a lower bound)
+        "db_cpu_s": backends.cpu_s,
+        "peak_rss_mb": round(run.rss_kib / 1024, 1),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
         "reported_seconds": report.get("seconds"),
+        "checkpoints": report.get("checkpoints"),
         "transactions": transactions,
         "balance_history_rows": history,
         "checks": {
@@ -267,6 +285,8 @@ def reconcile_scenario(opts: Options, results: dict) -> None:
     ceil = ceiling(opts, nwallets=1000, label="reconcile")
     row.update(
         scenario="reconcile",
+        # Operators checkpoint hourly: the routine reconcile runs after one (receipts verified after it)
+        after_checkpoint=opts.reads_checkpoint,
         ceiling_tps=ceil["tps"],
         ceiling_nwallets=1000,
         goals={
@@ -276,4 +296,7 @@ def reconcile_scenario(opts: Options, results: dict) -> None:
     )
     row["goals"]["all_met"] = all(row["goals"]["met"].values())
     results["reconcile"] = row
-    log(f"  reconcile: {row['seconds']} s, peak RSS {row['peak_rss_mb']} MB, ok={row['ok']}")
+    log(
+        f"  reconcile: {row['seconds']} s (CPU {row['cpu_s']} s, PostgreSQL {row['db_cpu_s']} s), "
+        f"peak RSS {row['peak_rss_mb']} MB, ok={row['ok']}, load {row['loadavg_before'][0]}"
+    )

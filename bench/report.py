@@ -82,9 +82,15 @@ def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
         verdict = "ok" if row["goals"]["all_met"] else "MISSED " + ",".join(k for k, v in met.items() if not v)
         if name == "reconcile":
             print(
-                f"{name:<14}{row['seconds']:>7.1f}s  peak RSS {row['peak_rss_mb']} MB, "
-                f"{row['transactions']:,} transactions, ok={row['ok']}, ceiling {row['ceiling_tps']} tps  {verdict}"
+                f"{name:<14}{row['seconds']:>7.1f}s  CPU {row['cpu_s']} s (PostgreSQL {row.get('db_cpu_s')} s), "
+                f"peak RSS {row['peak_rss_mb']} MB, {row['transactions']:,} transactions, ok={row['ok']}, "
+                f"ceiling {row['ceiling_tps']} tps  {verdict}"
             )
+            if cp := row.get("after_checkpoint"):
+                print(
+                    f"{'':<14}after a checkpoint taken in {cp['seconds']} s (CPU {cp['cpu_s']} s, "
+                    f"PostgreSQL {cp['db_cpu_s']} s{', cached' if cp.get('cached') else ''})"
+                )
             continue
         rt = round_trips.get(rt_key[name], {}).get("round_trips_per_request", "")
         print(
@@ -149,13 +155,20 @@ def markdown(document: dict) -> str:
         r = results["reconcile"]
         lines += [
             "",
-            "| reconcile | transactions | history rows | wall s | CPU s | peak RSS MB "
-            "| ok | goal ≤ 60 s | ceiling right after |",
-            "|---|---:|---:|---:|---:|---:|---|---|---:|",
+            "| reconcile | transactions | history rows | wall s | CPU s (user + sys) | PostgreSQL CPU s | peak RSS MB "
+            "| ok | goal ≤ 60 s | load average | ceiling right after |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|",
             f"| `manage.py reconcile --json` | {r['transactions']:,} | {r['balance_history_rows']:,} | {r['seconds']} "
-            f"| {r['cpu_s']} | {r['peak_rss_mb']} | {r['ok']} "
-            f"| {'ok' if r['goals']['met']['seconds'] else '**missed**'} | {r['ceiling_tps']} tps |",
+            f"| {r['cpu_s']} | {r.get('db_cpu_s')} | {r['peak_rss_mb']} | {r['ok']} "
+            f"| {'ok' if r['goals']['met']['seconds'] else '**missed**'} | {r.get('loadavg_before')} "
+            f"| {r['ceiling_tps']} tps |",
         ]
+        if cp := r.get("after_checkpoint"):
+            lines += [
+                f"| after `{cp['command']}` ({'cached, ' if cp.get('cached') else ''}taken {cp['taken_at']}) "
+                f"| {cp['checkpoint']['transaction_count']:,} | | {cp['seconds']} | {cp['cpu_s']} | {cp['db_cpu_s']} "
+                f"| {cp['peak_rss_mb']} | | | {cp['loadavg_before']} | |",
+            ]
     final = document.get("final_reconcile")
     if final:
         lines += [

@@ -257,3 +257,15 @@ def test_the_routine_run_catches_a_forged_transfer(two_users):
     assert not ok
     assert failing_checks(report) == {"receipts"}
     assert report["checks"][4]["examples"][0]["hash_ok"] is True  # only the signature gives it away
+
+
+def test_the_chain_stream_is_planned_for_every_row(ledger):
+    # A server-side cursor is planned for its first 10 % of rows (cursor_tuple_fraction 0.1): at 2M
+    # history entries that picks an index-ordered nested loop costing twice the server CPU of a
+    # hash join and sort. reconcile reads every row, so its transaction plans for all of them.
+    from audit.reconcile import reconcile
+
+    assert reconcile().ok
+    with connection.cursor() as cursor:  # SET LOCAL lasts until the test's enclosing transaction ends
+        cursor.execute("SELECT current_setting('cursor_tuple_fraction')")
+        assert cursor.fetchone()[0] == "1"
