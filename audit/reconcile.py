@@ -348,15 +348,25 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[tuple[str, Dec
         ]
     cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
     with connection.cursor() as cursor:
+        # One scan of the transactions for every currency and both types (a subquery per currency and
+        # type read the table eight times).
         cursor.execute(
-            "SELECT c.code, "
-            "(SELECT COALESCE(SUM(w.balance), 0) FROM wallets_wallet w WHERE w.currency_id = c.id), "
-            "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
-            " WHERE t.currency_id = c.id AND t.type = 'deposit' AND t.id <= %s), "
-            "(SELECT COALESCE(SUM(t.amount), 0) FROM transactions_transaction t "
-            " WHERE t.currency_id = c.id AND t.type = 'withdrawal' AND t.id <= %s) "
-            "FROM currencies_currency c ORDER BY c.id",
-            [cut, cut],
+            """
+            SELECT c.code, COALESCE(w.total, 0), COALESCE(t.deposits, 0), COALESCE(t.withdrawals, 0)
+            FROM currencies_currency c
+            LEFT JOIN (SELECT currency_id, SUM(balance) AS total FROM wallets_wallet GROUP BY currency_id) w
+                ON w.currency_id = c.id
+            LEFT JOIN (
+                SELECT currency_id,
+                       SUM(amount) FILTER (WHERE type = 'deposit') AS deposits,
+                       SUM(amount) FILTER (WHERE type = 'withdrawal') AS withdrawals
+                FROM transactions_transaction
+                WHERE type IN ('deposit', 'withdrawal') AND id <= %s
+                GROUP BY currency_id
+            ) t ON t.currency_id = c.id
+            ORDER BY c.id
+            """,
+            [cut],
         )
         return cursor.fetchall()
 
