@@ -48,7 +48,7 @@ def test_the_wallet_update_and_lock_name_real_wallet_columns():
     assigned = [part.split("=")[0].strip() for part in set_clause.split(",")]
     assert tuple(assigned) == sql.WALLET_UPDATE_COLUMNS
     assert set(assigned) <= columns(Wallet)
-    selected = re.search(r"SELECT (.*?) FROM wallets_wallet", sql.LOCK_ACTIVE_SQL).group(1)
+    selected = re.search(r"SELECT (.*?) FROM wallets_wallet", sql.lock_sql(2, active_only=True)).group(1)
     wallet_columns = [c.strip()[2:] for c in selected.split(",") if c.strip().startswith("w.")]
     assert set(wallet_columns) <= columns(Wallet) | {"id"}
     assert len(selected.split(",")) == len(sql.LockedRow._fields)
@@ -63,6 +63,7 @@ def test_the_history_page_reads_the_transaction_fields_it_names():
 @pytest.mark.django_db
 def test_the_statements_are_valid_sql_for_the_schema():
     with connection.cursor() as cursor:
-        for statement in (sql.LOCK_ACTIVE_SQL, sql.LOCK_ANY_SQL):
-            cursor.execute("EXPLAIN " + statement, [[1], 1])
+        for users in (1, 2):
+            for active_only in (False, True):
+                cursor.execute("EXPLAIN " + sql.lock_sql(users, active_only=active_only), [1] * (users + 1))
         cursor.execute("EXPLAIN " + sql.POSITION_PAGE_SQL, [1, 2, 0])
