@@ -43,10 +43,11 @@ test-setup:
 test: dev test-setup lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# In-process tests only, on the kept test database; PYTEST_ARGS=--lf reruns what failed last time.
+# In-process tests only, on two workers with a kept test database each; PYTEST_ARGS=--lf reruns what
+# failed last time.
 check: dev
 	scripts/services.sh
-	$(BIN)/pytest --reuse-db -m "not ($(OUT_OF_PROCESS))" $(PYTEST_ARGS)
+	$(BIN)/pytest --reuse-db -n 2 -m "not ($(OUT_OF_PROCESS))" $(PYTEST_ARGS)
 
 # Fault injection, long load and API fuzzing on live servers (tests/soak, tests/security: -m soak).
 soak: dev test-setup
