@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _local_development(settings):
-    settings.DEBUG = True  # pytest-django runs tests with DEBUG off; the command is for local use
+    settings.LOCAL = True  # the test settings are production mode; the command is for local development
 
 
 def seed() -> str:
@@ -53,9 +53,10 @@ def test_seeded_money_is_accounted_for_as_deposits():
         assert held == deposited
 
 
-def test_seed_demo_refuses_to_run_in_production_without_force(settings):
-    settings.DEBUG = False
-    with pytest.raises(CommandError, match="DEBUG is off"):
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_seed_demo_refuses_to_run_in_production_without_force(settings, debug):
+    settings.LOCAL, settings.DEBUG = False, debug  # DEBUG=true in production opens nothing
+    with pytest.raises(CommandError, match="outside local development"):
         call_command("seed_demo", stdout=StringIO())
     assert not User.objects.filter(username="alice").exists()
 

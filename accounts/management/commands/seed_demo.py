@@ -44,12 +44,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--password", default=DEMO_PASSWORD, help="password for users created by this run")
         parser.add_argument(
-            "--force", action="store_true", help="run even with DEBUG off (accounts with a known password!)"
+            "--force", action="store_true", help="run outside local development too (accounts with a known password!)"
         )
 
     def handle(self, *args, password: str, force: bool, **options):
-        if not settings.DEBUG and not force:
-            raise CommandError("refusing to create accounts with a known password while DEBUG is off (use --force)")
+        # Keyed on the mode, not on DEBUG: DEBUG=true in production must not open this either.
+        if not settings.LOCAL and not force:
+            raise CommandError(
+                "refusing to create accounts with a known password outside local development "
+                "(DJANGO_ENV=local; or --force)"
+            )
         self._refuse_foreign_accounts()
         staff = self._staff(password)
         for username, balances in DEMO_USERS.items():
