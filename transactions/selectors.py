@@ -12,7 +12,6 @@ from django.db.models import QuerySet
 
 from audit.models import BalanceHistory
 from audit.receipts import canonical_transaction
-from currencies.models import Currency
 from transactions import sql
 from transactions.events import transaction_document
 from transactions.models import Transaction
@@ -58,15 +57,6 @@ def history_queryset(
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
     return qs.select_related("transaction", "transaction__currency").order_by("-id")
-
-
-def currency_by_code(code: str) -> Currency:
-    """The currency a history filter names, active or not; 404 NOT_FOUND as everywhere a currency is named."""
-    # A NUL cannot even be sent to PostgreSQL (a 500): such a code is simply unknown.
-    currency = Currency.objects.filter(code__iexact=code).first() if "\x00" not in code else None
-    if currency is None:
-        raise errors.NotFound("currency not found")
-    return currency
 
 
 def history_page(

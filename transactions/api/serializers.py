@@ -5,9 +5,10 @@ from rest_framework import serializers
 
 from audit.models import BalanceHistory
 from currencies.money import AmountField
+from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from transactions.models import Transaction
-from transactions.selectors import currency_by_code, history_item, receipt_document
+from transactions.selectors import history_item, receipt_document
 from wallet_project.core.fields import FlatStrictSerializer, IdField
 from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter, PaginationOut
 from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
@@ -43,7 +44,8 @@ class CurrencyCodeQuery(QueryField):
     """A currency code, resolved to the currency's id: an unknown one is 404 NOT_FOUND, an empty one none."""
 
     def to_internal_value(self, data: str) -> int | None:
-        return currency_by_code(data).pk if data else None
+        # Active or not: a history may hold a currency that has since been switched off.
+        return currency_get(code=data, active_only=False).pk if data else None
 
     def openapi_schema(self) -> dict[str, Any]:
         return {"type": "string"}
