@@ -53,7 +53,7 @@ class BalanceHistoryAdmin(ReadOnlyAdmin):
 
     @admin.display(description="type", ordering="transaction__type")
     def transaction_type(self, obj: BalanceHistory) -> str:
-        return obj.transaction.type
+        return obj.transaction.type if obj.transaction else "hold"
 
     @admin.display(description="delta", ordering="delta")
     def display_delta(self, obj: BalanceHistory) -> str:

@@ -15,15 +15,28 @@ class BalanceHistory(models.Model):
     wallet = models.ForeignKey("wallets.Wallet", on_delete=models.PROTECT, related_name="history")
     # Denormalised owner: a user's history is one index range scan.
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
-    transaction = models.ForeignKey("transactions.Transaction", on_delete=models.PROTECT, related_name="history")
-    delta = MoneyField(max_digits=21, decimal_places=8)
+    # The movement this leg belongs to; null for an entry that changes ``held`` alone (a hold placed,
+    # voided or expired), which names its hold by ``hold_uid`` instead.
+    transaction = models.ForeignKey(
+        "transactions.Transaction", null=True, blank=True, on_delete=models.PROTECT, related_name="history"
+    )
+    delta = MoneyField(max_digits=21, decimal_places=8, default=0)
     balance_before = MoneyField(max_digits=20, decimal_places=8)
     balance_after = MoneyField(max_digits=20, decimal_places=8)
+    # The wallet's ``held`` before and after, and the hold that changed it (a capture changes both
+    # the balance and ``held`` in one entry). Hashed into the chain like the balance.
+    held_delta = MoneyField(max_digits=21, decimal_places=8, default=0)
+    held_before = MoneyField(max_digits=20, decimal_places=8, default=0)
+    held_after = MoneyField(max_digits=20, decimal_places=8, default=0)
+    hold_uid = models.UUIDField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
     entry_hash = models.CharField(max_length=64, unique=True)
     # Position in the wallet's chain, 1-based and gapless (``reconcile`` checks it): page N of a
     # one-wallet history is a range of positions rather than a skip over every newer row.
     seq = models.PositiveBigIntegerField()
+    # Position among the wallet's movement entries (those with a transaction), 1-based and gapless;
+    # null for a change of ``held`` alone. The transaction history pages by it.
+    posting = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -33,11 +46,24 @@ class BalanceHistory(models.Model):
                 condition=Q(balance_after=F("balance_before") + F("delta")), name="history_after_is_before_plus_delta"
             ),
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="history_after_non_negative"),
-            models.CheckConstraint(condition=~Q(delta=0), name="history_delta_non_zero"),
+            models.CheckConstraint(
+                condition=Q(held_after=F("held_before") + F("held_delta")),
+                name="history_held_after_is_before_plus_delta",
+            ),
+            models.CheckConstraint(condition=Q(held_after__gte=0), name="history_held_non_negative"),
+            models.CheckConstraint(condition=Q(held_after__lte=F("balance_after")), name="history_held_within_balance"),
+            models.CheckConstraint(condition=~Q(delta=0) | ~Q(held_delta=0), name="history_changes_something"),
+            # A leg of a movement has a position in the history; a change of held alone names its hold.
+            models.CheckConstraint(
+                condition=Q(transaction__isnull=False, posting__isnull=False)
+                | Q(transaction__isnull=True, posting__isnull=True, hold_uid__isnull=False, delta=0),
+                name="history_movement_or_hold",
+            ),
             # A chain cannot fork: each entry has at most one successor.
             models.UniqueConstraint(fields=["wallet", "prev_hash"], name="history_chain_no_fork"),
             models.UniqueConstraint(fields=["wallet", "transaction"], name="history_one_leg_per_wallet"),
             models.UniqueConstraint(fields=["wallet", "seq"], name="history_wallet_position"),
+            models.UniqueConstraint(fields=["wallet", "posting"], name="history_wallet_posting"),
             models.CheckConstraint(condition=Q(seq__gte=1), name="history_seq_positive"),
         ]
         indexes = [

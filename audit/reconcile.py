@@ -130,8 +130,8 @@ _CREATED_AT_ISO = (
 
 _CHAIN_SQL = (
     "SELECT h.wallet_id, h.id, h.seq, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
-    "h.created_at, t.hash, h.transaction_id "
-    "FROM audit_balancehistory h JOIN transactions_transaction t ON t.id = h.transaction_id "
+    "h.created_at, t.hash, h.transaction_id, h.held_before, h.held_delta, h.held_after, h.hold_uid "
+    "FROM audit_balancehistory h LEFT JOIN transactions_transaction t ON t.id = h.transaction_id "
     "ORDER BY h.wallet_id, h.seq"
 )
 _CHAIN_SQL_PG = _CHAIN_SQL.replace("h.created_at,", _CREATED_AT_ISO + ",")
@@ -154,15 +154,16 @@ class Cut:
 
 def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cut] = ()) -> None:
     wallets = {
-        wallet_id: (_dec(balance), audit_head, entries)
-        for wallet_id, balance, audit_head, entries in _stream(
-            "SELECT id, balance, audit_head, entries FROM wallets_wallet"
+        wallet_id: (_dec(balance), audit_head, entries, _dec(held))
+        for wallet_id, balance, audit_head, entries, held in _stream(
+            "SELECT id, balance, audit_head, entries, held FROM wallets_wallet"
         )
     }
     seen: set[int] = set()
     current: int | None = None
     prev_hash = GENESIS_HASH
     prev_after = Decimal(0)
+    prev_held = Decimal(0)
     total = Decimal(0)
     position = 0
     # Per cut: position and hash of the wallet's last entry whose transaction is within the cut.
@@ -176,8 +177,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
         if stored is None:
             balances.fail(wallet_id=wallet_id, problem="history for a wallet that does not exist")
             return
-        balance, head, entries = stored
-        if balance != total or balance != prev_after or head != prev_hash or entries != position:
+        balance, head, entries, held = stored
+        if balance != total or balance != prev_after or head != prev_hash or entries != position or held != prev_held:
             balances.fail(
                 wallet_id=wallet_id,
                 balance=balance,
@@ -186,47 +187,58 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
                 audit_head_matches=head == prev_hash,
                 entries=entries,
                 history_rows=position,
+                held=held,
+                last_held_after=prev_held,
             )
 
     rows = _stream(_CHAIN_SQL_PG if connection.vendor == "postgresql" else _CHAIN_SQL)
-    for wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash, tx_id in rows:
+    for (
+        wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash, tx_id,
+        held_before, held_delta, held_after, hold_uid,
+    ) in rows:  # fmt: skip
         delta, before, after = _dec(delta), _dec(before), _dec(after)
+        held_before, held_delta, held_after = _dec(held_before), _dec(held_delta), _dec(held_after)
         if wallet_id != current:
             if current is not None:
                 close_wallet(current)
             current, prev_hash, prev_after, total, position = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0), 0
+            prev_held = Decimal(0)
             cut_state = [(0, GENESIS_HASH)] * len(cuts)
             seen.add(wallet_id)
         chains.checked += 1
         position += 1
         created = created_at if isinstance(created_at, str) and "T" in created_at else _iso(created_at)
-        material = "|".join([prev, str(wallet_id), tx_hash, _fmt(delta), _fmt(before), _fmt(after), created])
-        recomputed = hashlib.sha256(material.encode()).hexdigest()
+        parts = [prev, str(wallet_id), tx_hash or "", _fmt(delta), _fmt(before), _fmt(after), created]
+        if held_before or held_delta or held_after or hold_uid:  # as audit.chain.entry_hash hashes them
+            parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), str(hold_uid) if hold_uid else ""]
+        recomputed = hashlib.sha256("|".join(parts).encode()).hexdigest()
         if (
             prev != prev_hash
             or before != prev_after
             or recomputed != entry
             or before + delta != after
             or seq != position
+            or held_before != prev_held
+            or held_before + held_delta != held_after
         ):
             chains.fail(
                 wallet_id=wallet_id,
                 entry_id=entry_id,
                 link_ok=prev == prev_hash,
                 hash_ok=recomputed == entry,
-                continuity_ok=before == prev_after,
+                continuity_ok=before == prev_after and held_before == prev_held,
                 seq_ok=seq == position,
             )
-        prev_hash, prev_after, total = entry, after, total + delta
+        prev_hash, prev_after, prev_held, total = entry, after, held_after, total + delta
         for index, cut in enumerate(cuts):
-            if tx_id <= cut.last_transaction_id:
+            if tx_id is not None and tx_id <= cut.last_transaction_id:
                 cut_state[index] = (position, entry)
     if current is not None:
         close_wallet(current)
-    for wallet_id, (balance, head, entries) in wallets.items():
+    for wallet_id, (balance, head, entries, held) in wallets.items():
         if wallet_id not in seen:
             balances.checked += 1
-            if balance != 0 or head != GENESIS_HASH or entries != 0:
+            if balance != 0 or head != GENESIS_HASH or entries != 0 or held != 0:
                 balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
 
 

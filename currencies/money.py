@@ -75,7 +75,7 @@ def check_amount(amount: Decimal, *, decimals: int, limit: Decimal | None) -> De
 
 def format_amount(value: Decimal) -> str:
     """Amounts leave the service as strings with exactly 8 decimal places: "100.00000000"."""
-    return f"{value.quantize(QUANT):f}"
+    return f"{Decimal(value).quantize(QUANT):f}"
 
 
 class AmountField(serializers.Field):

@@ -7,6 +7,8 @@ unknown fields). docs/events.md documents each version.
 
 - ``tx.created`` v1 (``tx_created_v1``): one per transaction, keyed by the transaction hash.
 - ``ledger.checkpoint`` v1 (``checkpoint_v1``): one per signed checkpoint (audit.checkpoint).
+- ``hold.*`` and ``withdrawal.*`` v1 (``wallet_event_v1``), topic ``wallet.events``: one per change of
+  a hold or a withdrawal request, keyed by its id, carrying the object as the API shows it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ TX_CREATED = "tx.created"
 TX_CREATED_VERSION = 1
 CHECKPOINT = "ledger.checkpoint"
 CHECKPOINT_VERSION = 1
+WALLET_EVENT_VERSION = 1
+HOLD_EVENTS = ("hold.created", "hold.captured", "hold.voided", "hold.expired")
+WITHDRAWAL_EVENTS = ("withdrawal.requested", "withdrawal.approved", "withdrawal.rejected", "withdrawal.cancelled")
 
 
 def tx_created_v1(document: Mapping[str, Any], *, event_id: uuid.UUID, trace_id: str) -> dict[str, Any]:
@@ -41,6 +46,32 @@ def tx_created_v1(document: Mapping[str, Any], *, event_id: uuid.UUID, trace_id:
         "timestamp": document["created_at"],
         "transaction": dict(document),
     }
+
+
+def wallet_event_v1(
+    event_type: str,
+    *,
+    subject: str,
+    document: Mapping[str, Any],
+    event_id: uuid.UUID,
+    trace_id: str,
+    occurred_at: str,
+    transaction: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``hold.*`` / ``withdrawal.*`` v1 event: the same envelope as tx.created, the object under
+    ``subject`` (``hold`` or ``withdrawal_request``) and, for a capture or an approval, the transaction."""
+    assert event_type in HOLD_EVENTS + WITHDRAWAL_EVENTS, event_type
+    event: dict[str, Any] = {
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "schema_version": WALLET_EVENT_VERSION,
+        "occurred_at": occurred_at,
+        "trace_id": trace_id,
+        subject: dict(document),
+    }
+    if transaction is not None:
+        event["transaction"] = dict(transaction)
+    return event
 
 
 def checkpoint_v1(

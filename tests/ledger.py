@@ -40,8 +40,10 @@ def ledger_state_with_keys() -> dict[str, Any]:
 def chain_problems(wallet: Wallet) -> list[str]:
     """Everything wrong with one wallet's hash chain and its agreement with the balance (empty = sound)."""
     problems = []
-    previous_hash, previous_after, total = GENESIS_HASH, Decimal(0), Decimal(0)
+    previous_hash, previous_after, total, previous_held = GENESIS_HASH, Decimal(0), Decimal(0), Decimal(0)
     for entry in BalanceHistory.objects.filter(wallet=wallet).select_related("transaction").order_by("id"):
+        if entry.held_before != previous_held:
+            problems.append(f"entry {entry.pk}: held_before {entry.held_before} != {previous_held}")
         if entry.prev_hash != previous_hash:
             problems.append(f"entry {entry.pk}: prev_hash does not link to the previous entry")
         if entry.balance_before != previous_after:
@@ -49,19 +51,25 @@ def chain_problems(wallet: Wallet) -> list[str]:
         recomputed = entry_hash(
             prev_hash=entry.prev_hash,
             wallet_id=entry.wallet_id,
-            transaction_hash=entry.transaction.hash,
+            transaction_hash=entry.transaction.hash if entry.transaction else "",
             delta=entry.delta,
             balance_before=entry.balance_before,
             balance_after=entry.balance_after,
             created_at=entry.created_at,
+            held_before=entry.held_before,
+            held_delta=entry.held_delta,
+            held_after=entry.held_after,
+            hold_uid=str(entry.hold_uid) if entry.hold_uid else "",
         )
         if recomputed != entry.entry_hash:
             problems.append(f"entry {entry.pk}: entry_hash does not recompute")
-        previous_hash, previous_after = entry.entry_hash, entry.balance_after
+        previous_hash, previous_after, previous_held = entry.entry_hash, entry.balance_after, entry.held_after
         total += entry.delta
     wallet.refresh_from_db()
     if total != wallet.balance:
         problems.append(f"wallet {wallet.pk}: history sums to {total}, balance is {wallet.balance}")
+    if previous_held != wallet.held:
+        problems.append(f"wallet {wallet.pk}: last held_after is {previous_held}, held is {wallet.held}")
     if wallet.audit_head != previous_hash:
         problems.append(f"wallet {wallet.pk}: audit_head is not the last entry_hash")
     return problems

@@ -86,6 +86,7 @@ def idempotency_store(
     scope: str,
     fingerprint: str,
     transaction_id: int | None = None,
+    resource_id: int | None = None,
     error: errors.ApiError | None = None,
 ) -> None:
     """Record the outcome; must run in the same database transaction as the effect."""
@@ -95,6 +96,7 @@ def idempotency_store(
         scope=scope,
         fingerprint=fingerprint,
         transaction_id=transaction_id,
+        resource_id=resource_id,
         error_code=error.code if error else "",
         error_status=error.status_code if error else None,
         error_message=error.message[:512] if error else "",

@@ -12,6 +12,7 @@ class Transaction(models.Model):
         TRANSFER = "transfer"
         DEPOSIT = "deposit"
         WITHDRAWAL = "withdrawal"
+        REVERSAL = "reversal"
 
     class Status(models.TextChoices):
         COMPLETED = "completed"
@@ -37,6 +38,10 @@ class Transaction(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     trace_id = models.CharField(max_length=128, blank=True, default="")
+    # For a reversal: the transaction it takes back (in part or in full). Never an edit of the original.
+    reverses = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=True
+    )
     created_at = models.DateTimeField()
     # Not a column: set by the ledger services on the transaction they return, True when an
     # idempotency key replayed it (read with getattr: a transaction loaded otherwise has none).
@@ -50,8 +55,13 @@ class Transaction(models.Model):
                     Q(type="transfer", from_wallet__isnull=False, to_wallet__isnull=False)
                     | Q(type="deposit", from_wallet__isnull=True, to_wallet__isnull=False)
                     | Q(type="withdrawal", from_wallet__isnull=False, to_wallet__isnull=True)
+                    | (Q(type="reversal") & (Q(from_wallet__isnull=False) | Q(to_wallet__isnull=False)))
                 ),
                 name="transaction_legs_match_type",
+            ),
+            models.CheckConstraint(
+                condition=Q(type="reversal", reverses__isnull=False) | (~Q(type="reversal") & Q(reverses__isnull=True)),
+                name="transaction_reversal_names_original",
             ),
             models.CheckConstraint(
                 condition=Q(from_wallet__isnull=True)
@@ -82,6 +92,9 @@ class IdempotencyKey(models.Model):
     scope = models.CharField(max_length=64)
     fingerprint = models.CharField(max_length=64)
     transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The other thing the request created, by id, its kind named by ``scope`` (a hold, a withdrawal
+    # request: models of the apps above this one).
+    resource_id = models.BigIntegerField(null=True, blank=True)
     # For failures that are part of the contract (e.g. INSUFFICIENT_BALANCE), the code, status and message.
     # The status is stored because a replay must answer as the original did, even when it reaches a
     # version that no longer has the code.

@@ -43,7 +43,8 @@ def history_queryset(
     Read from the user's balance-history legs, so the direction is the sign of the leg and the
     whole page is one range scan of (user, id).
     """
-    qs = BalanceHistory.objects.filter(user_id=user_id)
+    # Movement legs only: an entry that changes ``held`` alone is in the audit trail, not the history.
+    qs = BalanceHistory.objects.filter(user_id=user_id, transaction__isnull=False)
     if currency_id is not None:
         qs = qs.filter(wallet__currency_id=currency_id)
     if direction == "sent":
@@ -72,9 +73,9 @@ def history_page(
 ) -> dict:
     """One page of a user's history (``{data, pagination}``), newest first.
 
-    Unfiltered, or filtered by currency alone, the total is the sum of the wallets' ``entries`` (no
+    Unfiltered, or filtered by currency alone, the total is the sum of the wallets' ``postings`` (no
     count over the rows), and when that history lives in one wallet, as most do, page N is a range
-    of the wallet's chain positions: as cheap at page 5,000 as at page 1. Other filters count and skip.
+    of the wallet's posting positions: as cheap at page 5,000 as at page 1. Other filters count and skip.
     """
 
     def filtered() -> QuerySet[BalanceHistory]:  # built only off the fast path (building one has a cost)
@@ -121,13 +122,13 @@ class _TransactionRow(NamedTuple):
 
 
 def _user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[int, int]]:
-    """(wallet id, entries) of the user's wallets that have a history (in one currency, if given)."""
+    """(wallet id, postings) of the user's wallets that have a history (in one currency, if given)."""
     if connection.vendor == "postgresql":
         return sql.user_chains(user_id, currency_id=currency_id)
-    wallets = Wallet.objects.filter(user_id=user_id, entries__gt=0)
+    wallets = Wallet.objects.filter(user_id=user_id, postings__gt=0)
     if currency_id is not None:
         wallets = wallets.filter(currency_id=currency_id)
-    return list(wallets.values_list("id", "entries"))
+    return list(wallets.values_list("id", "postings"))
 
 
 def _position_rows(wallet_id: int, *, newest: int, limit: int) -> list:
@@ -135,9 +136,9 @@ def _position_rows(wallet_id: int, *, newest: int, limit: int) -> list:
         return sql.position_rows(wallet_id, newest=newest, limit=limit)
     # SQLite hands back text for these columns: let the ORM convert
     return list(
-        BalanceHistory.objects.filter(wallet_id=wallet_id, seq__lte=newest, seq__gt=newest - limit)
+        BalanceHistory.objects.filter(wallet_id=wallet_id, posting__lte=newest, posting__gt=newest - limit)
         .select_related("transaction", "transaction__currency")
-        .order_by("-seq")
+        .order_by("-posting")
     )
 
 
@@ -149,6 +150,7 @@ def _position_item(row: tuple) -> dict:
 
 def history_item(entry: BalanceHistory) -> dict:
     tx = entry.transaction
+    assert tx is not None  # the history reads movement entries only
     document = transaction_document(tx, currency_code=tx.currency.code)
     document["direction"] = "sent" if entry.delta < 0 else "received"
     return document

@@ -18,8 +18,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -36,7 +37,7 @@ from events.outbox import outbox_insert, publish_on_commit
 from transactions import sql
 from transactions.events import tx_created_event
 from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
-from transactions.models import Transaction
+from transactions.models import IdempotencyKey, Transaction
 from transactions.sql import LockedRow
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal, principal_account_valid
@@ -48,6 +49,7 @@ User = get_user_model()  # the ledger sits below accounts: the user table by its
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ZERO = Decimal(0)
 RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
@@ -81,6 +83,8 @@ class _Draft:
     tx: Transaction
     user_ids: list[int]
     active_only: bool
+    held_release: Decimal  # taken off the sender's ``held`` by the same leg (a hold's capture)
+    hold_uid: uuid.UUID | None
     idempotency: Idempotency | None
     owner_id: int | None
     event_id: uuid.UUID
@@ -113,8 +117,15 @@ def ledger_post(
     owner_id: int | None = None,
     principal: Principal | None = None,
     composed: bool = False,
+    held_release: Decimal = ZERO,
+    hold_uid: uuid.UUID | None = None,
+    reverses_id: int | None = None,
 ) -> Transaction:
     """Move ``amount`` (already validated) between the users' wallets in ``currency``: the one posting path.
+
+    ``held_release`` with ``hold_uid``: the movement captures that much of a hold on the sender's
+    wallet, whose ``held`` falls by it in the same leg (the amount was reserved: what the sender may
+    spend is ``available`` plus it). ``reverses_id``: the transaction a reversal takes back.
 
     Runs in a transaction of its own (retrying deadlocks), or with ``composed`` inside the caller's
     (the sign-up grant), where a refusal rolls the caller back. Returns the new transaction, or the
@@ -133,6 +144,9 @@ def ledger_post(
         created_by_id=created_by_id,
         idempotency=idempotency,
         owner_id=owner_id,
+        held_release=held_release,
+        hold_uid=hold_uid,
+        reverses_id=reverses_id,
     )
     if composed:
         assert idempotency is None, "a recorded refusal needs the movement's own transaction to commit"
@@ -152,8 +166,15 @@ def _post(draft: _Draft, principal: Principal | None) -> Transaction | _Refused:
         locked = _lock(draft)
         _check_account(draft, principal, locked)
         try:
-            legs = _check_and_build_legs(draft, locked)
-        except errors.ApiError as refusal:  # nothing is written before the checks: no savepoint needed
+            try:
+                legs = _check_and_build_legs(draft, locked)
+            except errors.InsufficientBalance:
+                # Expired holds not yet swept still count in ``held``: release them and look again.
+                # (Nothing else is written before the checks: a refusal needs no savepoint.)
+                if not _released_expired_holds(draft, locked):
+                    raise
+                legs = _check_and_build_legs(draft, _lock(draft))
+        except errors.ApiError as refusal:
             _store_outcome(draft, error=refusal)
             return _Refused(refusal)
         event = _write(draft, legs)
@@ -174,6 +195,9 @@ def _prepare(
     created_by_id: int | None,
     idempotency: Idempotency | None,
     owner_id: int | None,
+    held_release: Decimal = ZERO,
+    hold_uid: uuid.UUID | None = None,
+    reverses_id: int | None = None,
 ) -> _Draft:
     """Everything that needs no lock: the row, its hash and signature, the event serialised."""
     assert idempotency is None or owner_id is not None  # an idempotency key belongs to a user
@@ -190,6 +214,7 @@ def _prepare(
         memo=memo,
         created_by_id=created_by_id,
         trace_id=trace_id,
+        reverses_id=reverses_id,
         created_at=created_at,
     )
     tx.hash = transaction_hash(
@@ -213,6 +238,8 @@ def _prepare(
         tx=tx,
         user_ids=[user_id for user_id in (from_user_id, to_user_id) if user_id is not None],
         active_only=type == Transaction.Type.TRANSFER,
+        held_release=held_release,
+        hold_uid=hold_uid,
         idempotency=idempotency,
         owner_id=owner_id,
         event_id=event_id,
@@ -248,7 +275,7 @@ def _lock(draft: _Draft) -> dict[int, LockedRow]:
         if draft.active_only:
             wallets = wallets.filter(user__is_active=True)
         values = wallets.order_by("pk").values_list(
-            "id", "user_id", "balance", "audit_head", "entries", "user__token_version"
+            "id", "user_id", "balance", "held", "audit_head", "entries", "postings", "user__token_version"
         )
         rows = [LockedRow(*row) for row in values]
     return {row.user_id: row for row in rows}
@@ -279,18 +306,21 @@ def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[s
         if tx.from_user_id is not None:
             raise errors.RecipientNotFound(f"recipient has no {code} wallet")
         raise errors.WalletNotFound(f"user has no {code} wallet")
-    if source is not None and source.balance < tx.amount:
-        raise errors.InsufficientBalance(f"insufficient balance: {code} balance is lower than the amount")
+    if source is not None and source.available + draft.held_release < tx.amount:
+        raise errors.InsufficientBalance(f"insufficient balance: {code} available balance is lower than the amount")
     if target is not None and target.balance + tx.amount > MAX_AMOUNT:
         # Refused here rather than by a numeric overflow in the write (a 500 TRANSACTION_FAILED).
         raise errors.AmountExceedsLimit("amount would exceed the largest balance a wallet can hold")
     tx.from_wallet_id = source.wallet_id if source is not None else None
     tx.to_wallet_id = target.wallet_id if target is not None else None
     legs = []
-    for wallet, delta in ((source, -tx.amount), (target, tx.amount)):
+    for wallet, delta, held_delta, hold_uid in (
+        (source, -tx.amount, -draft.held_release, draft.hold_uid),
+        (target, tx.amount, ZERO, None),
+    ):
         if wallet is None:
             continue
-        after = wallet.balance + delta
+        after, held_after = wallet.balance + delta, wallet.held + held_delta
         link = entry_hash(
             prev_hash=wallet.audit_head,
             wallet_id=wallet.wallet_id,
@@ -299,12 +329,34 @@ def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[s
             balance_before=wallet.balance,
             balance_after=after,
             created_at=tx.created_at,
+            held_before=wallet.held,
+            held_delta=held_delta,
+            held_after=held_after,
+            hold_uid=str(hold_uid) if hold_uid else "",
         )
         legs.append(
-            sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, wallet.audit_head, link,
-                          wallet.entries + 1)
+            sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, held_delta, wallet.held,
+                          held_after, hold_uid, wallet.audit_head, link, wallet.entries + 1, wallet.postings + 1)
         )  # fmt: skip
     return legs
+
+
+# The holds app's release of a wallet's expired holds (``register_expired_hold_releaser``): the ledger
+# sits below it and calls it back, under the wallet lock, when a spend finds too little available.
+_expired_hold_releaser: Callable[[int], bool] | None = None
+
+
+def register_expired_hold_releaser(releaser: Callable[[int], bool]) -> None:
+    """``releaser(wallet_id)`` releases the wallet's expired holds and says whether it released any."""
+    global _expired_hold_releaser
+    _expired_hold_releaser = releaser
+
+
+def _released_expired_holds(draft: _Draft, locked: dict[int, LockedRow]) -> bool:
+    source = locked.get(draft.tx.from_user_id) if draft.tx.from_user_id is not None else None
+    if source is None or source.held <= draft.held_release or _expired_hold_releaser is None:
+        return False
+    return _expired_hold_releaser(source.wallet_id)
 
 
 def _write(draft: _Draft, legs: list[sql.LegValues]) -> OutboxEvent:
@@ -315,7 +367,7 @@ def _write(draft: _Draft, legs: list[sql.LegValues]) -> OutboxEvent:
             sql.TransactionValues(
                 tx.uid, str(tx.type), str(tx.status), tx.from_user_id, tx.to_user_id, tx.from_wallet_id,
                 tx.to_wallet_id, tx.currency_id, tx.amount, tx.memo, tx.hash, tx.signature, tx.created_by_id,
-                tx.trace_id, tx.created_at,
+                tx.trace_id, tx.reverses_id, tx.created_at,
             ),
             legs,
             sql.EventValues(
@@ -337,8 +389,9 @@ def _write(draft: _Draft, legs: list[sql.LegValues]) -> OutboxEvent:
     event["transaction"]["id"] = tx.pk
     for leg in legs:
         Wallet.objects.filter(pk=leg.wallet_id).update(
-            balance=leg.balance_after, audit_head=leg.entry_hash, entries=leg.seq, updated_at=tx.created_at
-        )
+            balance=leg.balance_after, held=leg.held_after, audit_head=leg.entry_hash, entries=leg.seq,
+            postings=leg.posting, updated_at=tx.created_at,
+        )  # fmt: skip
     BalanceHistory.objects.bulk_create(
         [BalanceHistory(transaction=tx, created_at=tx.created_at, **leg._asdict()) for leg in legs]
     )
@@ -458,3 +511,128 @@ def withdrawal_create(
         type=Transaction.Type.WITHDRAWAL, user_id=user_id, currency=currency, amount=amount, memo=memo,
         created_by_id=created_by_id, idempotency=idempotency,
     )  # fmt: skip
+
+
+# -- Changes of ``held`` and the services above the ledger ------------------------------------------
+
+
+def held_change(*, wallet_id: int, delta: Decimal, hold_uid: uuid.UUID, created_at: datetime) -> BalanceHistory:
+    """Reserve (``delta`` > 0) or release (< 0) part of a wallet's balance, as an entry of its chain.
+
+    Must run inside the caller's transaction; locks the wallet (a caller that locks a hold does so
+    first: holds, then wallets). A reservation needs that much ``available`` (after releasing the
+    wallet's expired holds, if that is what stands in the way): otherwise INSUFFICIENT_BALANCE.
+    """
+    assert connection.in_atomic_block and delta != 0
+    wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
+    if delta > 0 and wallet.available < delta:
+        if not (wallet.held > 0 and _expired_hold_releaser is not None and _expired_hold_releaser(wallet_id)):
+            raise errors.InsufficientBalance(
+                f"insufficient balance: {wallet.currency.code} available balance is lower than the amount"
+            )
+        wallet.refresh_from_db()
+        if wallet.available < delta:
+            raise errors.InsufficientBalance(
+                f"insufficient balance: {wallet.currency.code} available balance is lower than the amount"
+            )
+    if delta < 0 and wallet.held + delta < 0:
+        raise AssertionError(f"wallet {wallet_id} holds {wallet.held}, less than the release of {-delta}")
+    held_after = wallet.held + delta
+    entry = BalanceHistory(
+        wallet_id=wallet.pk,
+        user_id=wallet.user_id,
+        transaction=None,
+        delta=ZERO,
+        balance_before=wallet.balance,
+        balance_after=wallet.balance,
+        held_delta=delta,
+        held_before=wallet.held,
+        held_after=held_after,
+        hold_uid=hold_uid,
+        prev_hash=wallet.audit_head,
+        seq=wallet.entries + 1,
+        posting=None,
+        created_at=created_at,
+    )
+    entry.entry_hash = entry_hash(
+        prev_hash=wallet.audit_head,
+        wallet_id=wallet.pk,
+        transaction_hash="",
+        delta=ZERO,
+        balance_before=wallet.balance,
+        balance_after=wallet.balance,
+        created_at=created_at,
+        held_before=wallet.held,
+        held_delta=delta,
+        held_after=held_after,
+        hold_uid=str(hold_uid),
+    )
+    entry.save(force_insert=True)
+    Wallet.objects.filter(pk=wallet.pk).update(
+        held=held_after, audit_head=entry.entry_hash, entries=entry.seq, updated_at=created_at
+    )
+    return entry
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    """What a service body made: its result, and the ids an idempotency key records for a replay."""
+
+    value: T
+    transaction_id: int | None = None
+    resource_id: int | None = None
+
+
+def run_idempotent(
+    *,
+    idempotency: Idempotency | None,
+    owner_id: int,
+    body: Callable[[], Outcome[T]],
+    replay: Callable[[IdempotencyKey], T],
+) -> T:
+    """Run ``body`` in a durable transaction (retrying deadlocks) behind an optional idempotency key.
+
+    A used key answers with ``replay(record)`` (or its stored refusal, raised). A refusal the body
+    raises is rolled back to a savepoint, recorded against the key, committed, then raised, so that a
+    replay answers the same; the holds app's services take this path (transfers take ``ledger_post``'s
+    own, which needs no savepoint).
+    """
+
+    def attempt() -> T | _Refused:
+        if idempotency is not None:
+            record = idempotency_claim(
+                user_id=owner_id, key=idempotency.key, scope=idempotency.scope, fingerprint=idempotency.fingerprint
+            )
+            if record is not None:
+                if record.transaction_id is None and record.resource_id is None:
+                    raise replayed_error(record)
+                return replay(record)
+        try:
+            with transaction.atomic():
+                outcome = body()
+        except errors.ApiError as refusal:
+            if idempotency is None:
+                raise
+            idempotency_store(
+                user_id=owner_id,
+                key=idempotency.key,
+                scope=idempotency.scope,
+                fingerprint=idempotency.fingerprint,
+                error=refusal,
+            )
+            return _Refused(refusal)
+        if idempotency is not None:
+            idempotency_store(
+                user_id=owner_id,
+                key=idempotency.key,
+                scope=idempotency.scope,
+                fingerprint=idempotency.fingerprint,
+                transaction_id=outcome.transaction_id,
+                resource_id=outcome.resource_id,
+            )
+        return outcome.value
+
+    result = run_in_transaction(attempt)
+    if isinstance(result, _Refused):
+        raise result.error
+    return result

@@ -25,7 +25,7 @@ from transactions.db import int8, prepared_cursor
 # the owner's token version: the account check of a transfer's sender rides on this statement.
 # One placeholder per user rather than an array parameter, whose binding costs more client CPU.
 _LOCK = (
-    "SELECT w.id, w.user_id, w.balance, w.audit_head, w.entries, u.token_version"
+    "SELECT w.id, w.user_id, w.balance, w.held, w.audit_head, w.entries, w.postings, u.token_version"
     " FROM wallets_wallet w JOIN accounts_user u ON u.id = w.user_id"
     " WHERE w.user_id IN ({users}) AND w.currency_id = %s{active} ORDER BY w.id FOR UPDATE OF w"
 )
@@ -43,9 +43,15 @@ class LockedRow(NamedTuple):
     wallet_id: int
     user_id: int
     balance: Decimal
+    held: Decimal
     audit_head: str
     entries: int
+    postings: int
     token_version: int
+
+    @property
+    def available(self) -> Decimal:
+        return self.balance - self.held
 
 
 def lock_wallets(user_ids: Sequence[int], currency_id: int, *, active_only: bool) -> list[LockedRow]:
@@ -64,12 +70,12 @@ def lock_wallets(user_ids: Sequence[int], currency_id: int, *, active_only: bool
 # joins them with the id, text to text.
 TRANSACTION_COLUMNS = (
     "uid", "type", "status", "from_user_id", "to_user_id", "from_wallet_id", "to_wallet_id", "currency_id",
-    "amount", "memo", "hash", "signature", "created_by_id", "trace_id", "created_at",
+    "amount", "memo", "hash", "signature", "created_by_id", "trace_id", "reverses_id", "created_at",
 )  # fmt: skip
-WALLET_UPDATE_COLUMNS = ("balance", "audit_head", "entries", "updated_at")
+WALLET_UPDATE_COLUMNS = ("balance", "held", "audit_head", "entries", "postings", "updated_at")
 HISTORY_COLUMNS = (
-    "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after", "prev_hash",
-    "entry_hash", "seq", "created_at",
+    "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after", "held_delta",
+    "held_before", "held_after", "hold_uid", "prev_hash", "entry_hash", "seq", "posting", "created_at",
 )  # fmt: skip
 OUTBOX_COLUMNS = (
     "event_id", "topic", "key", "payload", "headers", "state", "attempts", "last_error", "available_at",
@@ -79,20 +85,23 @@ OUTBOX_COLUMNS = (
 WRITE_SQL = """
 WITH tx AS (
     INSERT INTO transactions_transaction (uid, type, status, from_user_id, to_user_id, from_wallet_id, to_wallet_id,
-        currency_id, amount, memo, hash, signature, created_by_id, trace_id, created_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        currency_id, amount, memo, hash, signature, created_by_id, trace_id, reverses_id, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     RETURNING id
-), legs (wallet_id, user_id, delta, balance_before, balance_after, prev_hash, entry_hash, seq) AS (
+), legs (wallet_id, user_id, delta, balance_before, balance_after, held_delta, held_before, held_after, hold_uid,
+         prev_hash, entry_hash, seq, posting) AS (
     VALUES {legs}
 ), moved AS (
     UPDATE wallets_wallet AS w
-    SET balance = legs.balance_after, audit_head = legs.entry_hash, entries = legs.seq, updated_at = %s
+    SET balance = legs.balance_after, held = legs.held_after, audit_head = legs.entry_hash, entries = legs.seq,
+        postings = legs.posting, updated_at = %s
     FROM legs WHERE w.id = legs.wallet_id
 ), history AS (
     INSERT INTO audit_balancehistory (wallet_id, user_id, transaction_id, delta, balance_before, balance_after,
-        prev_hash, entry_hash, seq, created_at)
+        held_delta, held_before, held_after, hold_uid, prev_hash, entry_hash, seq, posting, created_at)
     SELECT legs.wallet_id, legs.user_id, tx.id, legs.delta, legs.balance_before, legs.balance_after,
-        legs.prev_hash, legs.entry_hash, legs.seq, %s
+        legs.held_delta, legs.held_before, legs.held_after, legs.hold_uid, legs.prev_hash, legs.entry_hash,
+        legs.seq, legs.posting, %s
     FROM tx, legs
 ), event AS (
     INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, available_at,
@@ -103,7 +112,10 @@ WITH tx AS (
 )
 SELECT tx.id, event.id FROM tx, event
 """
-_LEG = "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::varchar, %s::varchar, %s::bigint)"
+_LEG = (
+    "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric,"
+    " %s::uuid, %s::varchar, %s::varchar, %s::bigint, %s::bigint)"
+)
 
 
 class TransactionValues(NamedTuple):
@@ -121,6 +133,7 @@ class TransactionValues(NamedTuple):
     signature: str
     created_by_id: int | None
     trace_id: str
+    reverses_id: int | None
     created_at: datetime
 
 
@@ -130,9 +143,14 @@ class LegValues(NamedTuple):
     delta: Decimal
     balance_before: Decimal
     balance_after: Decimal
+    held_delta: Decimal
+    held_before: Decimal
+    held_after: Decimal
+    hold_uid: Any  # uuid.UUID | None
     prev_hash: str
     entry_hash: str
     seq: int
+    posting: int
 
 
 class EventValues(NamedTuple):
@@ -146,10 +164,18 @@ class EventValues(NamedTuple):
 
 def write_movement(tx: TransactionValues, legs: Sequence[LegValues], event: EventValues) -> tuple[int, int]:
     """Write one movement's rows; returns (transaction id, outbox event id)."""
-    ids = {"from_user_id", "to_user_id", "from_wallet_id", "to_wallet_id", "currency_id", "created_by_id"}
+    ids = {
+        "from_user_id",
+        "to_user_id",
+        "from_wallet_id",
+        "to_wallet_id",
+        "currency_id",
+        "created_by_id",
+        "reverses_id",
+    }
     params: list[Any] = [int8(v) if name in ids else v for name, v in zip(tx._fields, tx, strict=True)]
     for leg in legs:
-        params += [int8(leg.wallet_id), int8(leg.user_id), *leg[2:7], int8(leg.seq)]
+        params += [int8(leg.wallet_id), int8(leg.user_id), *leg[2:11], int8(leg.seq), int8(leg.posting)]
     params += [tx.created_at, tx.created_at]
     params += [event.event_id, event.topic, event.key, event.payload_head, event.payload_tail, event.headers_json]
     params.append(tx.created_at)
@@ -165,7 +191,7 @@ def write_movement(tx: TransactionValues, legs: Sequence[LegValues], event: Even
 # docs/benchmarks.md). The
 # wallet is the user's, so the page query needs no user filter (with one, the planner intersected the
 # range with the user's whole history): it is one backward range of the (wallet, seq) index.
-USER_CHAINS_SQL = "SELECT id, entries FROM wallets_wallet WHERE user_id = %s AND entries > 0"
+USER_CHAINS_SQL = "SELECT id, postings FROM wallets_wallet WHERE user_id = %s AND postings > 0"
 USER_CURRENCY_CHAIN_SQL = USER_CHAINS_SQL + " AND currency_id = %s"
 POSITION_PAGE_SQL = """
 SELECT t.id, t.hash, t.signature, t.status, t.type, t.from_user_id, t.to_user_id, t.currency_id, t.amount,
@@ -173,13 +199,13 @@ SELECT t.id, t.hash, t.signature, t.status, t.type, t.from_user_id, t.to_user_id
 FROM audit_balancehistory h
 JOIN transactions_transaction t ON t.id = h.transaction_id
 JOIN currencies_currency c ON c.id = t.currency_id
-WHERE h.wallet_id = %s AND h.seq <= %s AND h.seq > %s
-ORDER BY h.seq DESC
+WHERE h.wallet_id = %s AND h.posting <= %s AND h.posting > %s
+ORDER BY h.posting DESC
 """
 
 
 def user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[int, int]]:
-    """(wallet id, entries) of the user's wallets that have a history (in one currency, if given)."""
+    """(wallet id, postings) of the user's wallets that have a history (in one currency, if given)."""
     with prepared_cursor() as cursor:
         if currency_id is None:
             cursor.execute(USER_CHAINS_SQL, [int8(user_id)])

@@ -62,7 +62,9 @@ def parse_window(raw: str | None) -> tuple[str, timedelta]:
 def wallet_stats(*, user_id: int, currency: Currency, window: timedelta) -> dict:
     """Activity of one wallet over a window; never summed across currencies."""
     since = timezone.now() - window
-    rows = BalanceHistory.objects.filter(user_id=user_id, wallet__currency=currency, created_at__gte=since)
+    rows = BalanceHistory.objects.filter(
+        user_id=user_id, wallet__currency=currency, created_at__gte=since, transaction__isnull=False
+    )
     agg = rows.aggregate(
         count=Count("id"),
         sent=MoneySum("delta", filter=Q(delta__lt=0)),

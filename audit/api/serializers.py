@@ -21,14 +21,20 @@ class BalanceHistoryOut(serializers.Serializer):
     wallet_id = serializers.IntegerField()
     user_id = serializers.IntegerField()
     currency = serializers.CharField()
-    transaction_id = serializers.IntegerField()
-    transaction_hash = serializers.CharField()
-    type = serializers.CharField()
+    transaction_id = serializers.IntegerField(allow_null=True, help_text="Null for a change of held alone")
+    transaction_hash = serializers.CharField(allow_null=True)
+    type = serializers.CharField(help_text='The transaction\'s type, or "hold" for a change of held alone')
     delta = serializers.CharField()
     balance_before = serializers.CharField()
     balance_after = serializers.CharField()
+    held_delta = serializers.CharField()
+    held_before = serializers.CharField()
+    held_after = serializers.CharField()
+    hold_uid = serializers.UUIDField(allow_null=True, help_text="The hold that changed held, if one did")
     prev_hash = serializers.CharField(help_text="entry_hash of the wallet's previous entry (64 zeros for the first)")
-    entry_hash = serializers.CharField(help_text="sha256(prev_hash|wallet|tx hash|delta|before|after|created_at)")
+    entry_hash = serializers.CharField(
+        help_text="sha256(prev_hash|wallet|tx hash|delta|before|after|created_at[|held|before|delta|after|hold uid])",
+    )
     created_at = serializers.DateTimeField()
 
     # The fields are the schema; the representation is balance_history_document's.

@@ -241,10 +241,11 @@ def forge_transfer(sender, recipient, amount, *, tx_id=None):
         BalanceHistory.objects.create(
             wallet=wallet, user_id=wallet.user_id, transaction=tx, delta=delta, balance_before=wallet.balance,
             balance_after=after, prev_hash=wallet.audit_head, entry_hash=head, seq=wallet.entries + 1,
-            created_at=created_at,
+            posting=wallet.postings + 1, created_at=created_at,
         )  # fmt: skip
         tamper(
-            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = entries + 1 WHERE id = %s",
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = entries + 1, postings = postings + 1"
+            " WHERE id = %s",
             [after, head, wallet.pk],
         )
     return tx

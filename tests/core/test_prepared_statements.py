@@ -29,7 +29,7 @@ def test_transfers_and_history_pages_reuse_their_prepared_statements(user_factor
     assert sum("FOR UPDATE" in s for s in statements) == 1
     assert sum(s.lstrip().startswith("WITH tx AS") for s in statements) == 1
     assert sum("FROM wallets_wallet WHERE user_id" in s for s in statements) == 1
-    assert sum("h.seq <= $2" in s for s in statements) == 1
+    assert sum("h.posting <= $2" in s for s in statements) == 1
 
 
 def test_without_prepared_statements_nothing_is_prepared(user_factory, usdt, monkeypatch):

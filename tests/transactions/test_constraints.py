@@ -145,6 +145,7 @@ def test_history_rows_must_add_up_and_cannot_fork(moved):
             "prev_hash": uuid.uuid4().hex * 2,
             "entry_hash": uuid.uuid4().hex * 2,
             "seq": last.seq + 1,
+            "posting": last.posting + 1,
             "created_at": timezone.now(),
             **overrides,
         }

@@ -239,6 +239,42 @@ class TransactionFailed(ApiError):
     default_message = "transaction failed"
 
 
+class HoldNotFound(ApiError):
+    status_code = 404
+    code = "HOLD_NOT_FOUND"
+    default_message = "hold not found"
+
+
+class HoldNotActive(ApiError):
+    status_code = 409
+    code = "HOLD_NOT_ACTIVE"
+    default_message = "hold is not active (captured, voided or expired)"
+
+
+class AmountExceedsHold(ApiError):
+    status_code = 400
+    code = "AMOUNT_EXCEEDS_HOLD"
+    default_message = "amount exceeds what remains of the hold"
+
+
+class WithdrawalRequestNotFound(ApiError):
+    status_code = 404
+    code = "WITHDRAWAL_REQUEST_NOT_FOUND"
+    default_message = "withdrawal request not found"
+
+
+class WithdrawalRequestNotPending(ApiError):
+    status_code = 409
+    code = "WITHDRAWAL_REQUEST_NOT_PENDING"
+    default_message = "withdrawal request is no longer pending"
+
+
+class ReversalExceedsOriginal(ApiError):
+    status_code = 409
+    code = "REVERSAL_EXCEEDS_ORIGINAL"
+    default_message = "reversals would exceed the original transaction's amount"
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "currencies",
     "wallets",
     "transactions",
+    "holds",
     "audit",
     "events",
 ]
@@ -284,6 +285,8 @@ KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="")
 KAFKA_TOPIC = env.str("KAFKA_TOPIC", default="tx.created")
 # Signed ledger checkpoints (``manage.py checkpoint``), one small event each.
 KAFKA_CHECKPOINT_TOPIC = env.str("KAFKA_CHECKPOINT_TOPIC", default="ledger.checkpoints")
+# hold.* and withdrawal.* events (holds app), keyed by the hold's or the request's id.
+KAFKA_WALLET_EVENTS_TOPIC = env.str("KAFKA_WALLET_EVENTS_TOPIC", default="wallet.events")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
 # How long the producer keeps retrying a message before reporting it failed (the relay then takes over).
