@@ -199,6 +199,8 @@ class HoldAdmin(UidSearchMixin, ReadOnlyAdmin):
 
 
 class DecisionForm(forms.Form):
+    """The confirmation page's form; ``one_request``: whether a single request is being decided."""
+
     def __init__(self, *args, one_request: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.one_request = one_request
