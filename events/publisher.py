@@ -127,6 +127,12 @@ class _ProcessPublisher:
         self.bootstrap = bootstrap
         self.topic = topic
         self.pid = os.getpid()
+        # Every topic an event of this process goes to (tx.created, wallet.events, the checkpoints), each
+        # ensured once by the poller thread: with auto-creation off a missing topic would fail deliveries.
+        self._topics_lock = threading.Lock()
+        self._topics: set[str] = {topic}
+        self._ready_topics: set[str] = set()  # the poller thread's own
+        self._topic_retry_at: dict[str, float] = {}
         self.stale = False
         self._outcomes: list[tuple[int, str]] = []
         self._outcomes_lock = threading.Lock()
@@ -137,6 +143,9 @@ class _ProcessPublisher:
         self._thread.start()
 
     def publish(self, event: OutboxEvent) -> None:
+        if event.topic not in self._topics:
+            with self._topics_lock:
+                self._topics.add(event.topic)
         try:
             self.producer.produce(**message_for(event), on_delivery=partial(self._on_delivery, event.pk))
         except BufferError:
@@ -164,15 +173,27 @@ class _ProcessPublisher:
             self.stale = True
 
     # -- poller thread -------------------------------------------------------------------------
+    def _ensure_topics(self) -> None:
+        """Create the topics events were queued for that the broker may lack; retry a failure later.
+
+        A message queued before its topic exists waits in the producer (for its delivery timeout)
+        and goes out once the topic is there.
+        """
+        with self._topics_lock:
+            missing = sorted(self._topics - self._ready_topics)
+        for topic in missing:
+            if time.monotonic() < self._topic_retry_at.get(topic, 0.0):
+                continue
+            if ensure_topic(bootstrap=self.bootstrap, topic=topic):
+                self._ready_topics.add(topic)
+            else:
+                self._topic_retry_at[topic] = time.monotonic() + TOPIC_RETRY_S
+
     def _run(self) -> None:
-        topic_ready = False
-        next_topic_try = 0.0
         last_write = time.monotonic()
         try:
             while not self._stop.is_set():
-                if not topic_ready and time.monotonic() >= next_topic_try:
-                    topic_ready = ensure_topic(bootstrap=self.bootstrap, topic=self.topic)
-                    next_topic_try = time.monotonic() + TOPIC_RETRY_S
+                self._ensure_topics()
                 self.producer.poll(POLL_INTERVAL_S)
                 if self._write_outcomes():
                     last_write = time.monotonic()

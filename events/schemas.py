@@ -7,8 +7,9 @@ unknown fields). docs/events.md documents each version.
 
 - ``tx.created`` v1 (``tx_created_v1``): one per transaction, keyed by the transaction hash.
 - ``ledger.checkpoint`` v1 (``checkpoint_v1``): one per signed checkpoint (audit.checkpoint).
-- ``hold.*`` and ``withdrawal.*`` v1 (``wallet_event_v1``), topic ``wallet.events``: one per change of
-  a hold or a withdrawal request, keyed by its id, carrying the object as the API shows it.
+- ``hold.*`` and ``withdrawal.*`` v1 (``wallet_event_v1``, checked by ``wallet_event_problems``), topic
+  ``wallet.events``: one per change of a hold or a withdrawal request, keyed by its id, carrying the
+  object as the API shows it.
 """
 
 from __future__ import annotations
@@ -186,8 +187,219 @@ def event_problems(*, key: bytes | None, headers: dict[str, str], value: bytes |
                 problems.append(f"transaction.{name} differs from {name}")
     if key is None or key.decode(errors="replace") != event.get("hash"):
         problems.append("key is not the transaction hash")
+    return problems + _header_problems(headers, event)
+
+
+def _header_problems(headers: dict[str, str], event: dict[str, Any]) -> list[str]:
+    problems = []
     if headers.get("event_id") != event.get("event_id"):
         problems.append("event_id header differs from the payload")
     if headers.get("trace_id") != event.get("trace_id"):
         problems.append("trace_id header differs from the payload")
+    return problems
+
+
+# -- hold.* and withdrawal.* (topic wallet.events) ----------------------------------------------------
+
+WALLET_EVENT_FIELDS = {"event_id", "event_type", "schema_version", "occurred_at", "trace_id"}
+HOLD_FIELDS = {
+    "id",
+    "uid",
+    "status",
+    "payer_user_id",
+    "payee_user_id",
+    "currency_id",
+    "currency",
+    "amount",
+    "captured",
+    "remaining",
+    "memo",
+    "expires_at",
+    "created_at",
+    "updated_at",
+}
+WITHDRAWAL_REQUEST_FIELDS = {
+    "id",
+    "uid",
+    "status",
+    "user_id",
+    "currency_id",
+    "currency",
+    "amount",
+    "address",
+    "network",
+    "memo",
+    "hold_id",
+    "transaction_hash",
+    "network_tx_id",
+    "reason",
+    "decided_by",
+    "decided_at",
+    "created_at",
+    "updated_at",
+}
+# The status each event leaves its object in: a partial capture leaves the hold active.
+EVENT_STATUSES = {
+    "hold.created": {"active"},
+    "hold.captured": {"active", "captured"},
+    "hold.voided": {"voided"},
+    "hold.expired": {"expired"},
+    "withdrawal.requested": {"pending"},
+    "withdrawal.approved": {"completed"},
+    "withdrawal.rejected": {"rejected"},
+    "withdrawal.cancelled": {"cancelled"},
+}
+# The events that moved money carry the transaction that moved it; the others carry none.
+EVENTS_WITH_TRANSACTION = {"hold.captured", "withdrawal.approved"}
+
+
+def _money(value: object) -> Decimal | None:
+    """The amount a non-negative decimal string with 8 places stands for, else None."""
+    return Decimal(value) if isinstance(value, str) and _AMOUNT.match(value) else None
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def wallet_event_problems(*, key: bytes | None, headers: dict[str, str], value: bytes | None) -> list[str]:
+    """What is wrong with one ``hold.*`` / ``withdrawal.*`` v1 message (empty when it matches the schema)."""
+    try:
+        event = json.loads(value or b"")
+    except ValueError:
+        return ["value is not JSON"]
+    if not isinstance(event, dict):
+        return ["value is not a JSON object"]
+    problems = []
+    if missing := WALLET_EVENT_FIELDS - event.keys():
+        problems.append(f"missing fields: {sorted(missing)}")
+    event_type = event.get("event_type")
+    if event_type not in EVENT_STATUSES:
+        problems.append("event_type is not a hold.* or withdrawal.* event")
+    if event.get("schema_version") != WALLET_EVENT_VERSION:
+        problems.append("schema_version is not 1")
+    if not _is_uuid(event.get("event_id")):
+        problems.append("event_id is not a UUID")
+    if not _is_timestamp(event.get("occurred_at")):
+        problems.append("occurred_at is not an ISO 8601 timestamp with a zone")
+    if not isinstance(event.get("trace_id"), str):
+        problems.append("trace_id is not a string")
+    problems += _header_problems(headers, event)
+    if event_type not in EVENT_STATUSES:
+        return problems
+
+    subject = "hold" if event_type in HOLD_EVENTS else "withdrawal_request"
+    document = event.get(subject)
+    if not isinstance(document, dict):
+        return [*problems, f"{subject} is not an object"]
+    check = _hold_problems if subject == "hold" else _withdrawal_request_problems
+    problems += [f"{subject}.{problem}" for problem in check(document)]
+    if document.get("status") not in EVENT_STATUSES[event_type]:
+        problems.append(f"{subject}.status {document.get('status')!r} does not follow {event_type}")
+    if key is None or key.decode(errors="replace") != str(document.get("id")):
+        problems.append(f"key is not the {subject} id")
+
+    tx = event.get("transaction")
+    if event_type not in EVENTS_WITH_TRANSACTION:
+        if tx is not None:
+            problems.append(f"{event_type} carries a transaction")
+    elif not isinstance(tx, dict):
+        problems.append("transaction is not an object")
+    else:
+        problems += _moved_by_problems(subject, document, tx)
+    return problems
+
+
+def _common_problems(document: dict[str, Any]) -> list[str]:
+    problems = []
+    if not _is_id(document.get("id")):
+        problems.append("id is not a positive integer")
+    if not _is_uuid(document.get("uid")):
+        problems.append("uid is not a UUID")
+    if not _is_id(document.get("currency_id")) or not isinstance(document.get("currency"), str):
+        problems.append("currency_id is not an id or currency not a code")
+    if not _is_amount(document.get("amount")):
+        problems.append("amount is not a positive decimal string with 8 places")
+    for name in ("created_at", "updated_at"):
+        if not _is_timestamp(document.get(name)):
+            problems.append(f"{name} is not an ISO 8601 timestamp with a zone")
+    if not isinstance(document.get("memo"), str):
+        problems.append("memo is not a string")
+    return problems
+
+
+def _hold_problems(hold: dict[str, Any]) -> list[str]:
+    problems = []
+    if missing := HOLD_FIELDS - hold.keys():
+        problems.append(f"missing: {sorted(missing)}")
+    problems += _common_problems(hold)
+    if not _is_id(hold.get("payer_user_id")):
+        problems.append("payer_user_id is not an id")
+    payee = hold.get("payee_user_id")
+    if not (payee is None or _is_id(payee)) or payee == hold.get("payer_user_id"):
+        problems.append("payee_user_id is not null or an id other than the payer's")
+    captured, remaining = _money(hold.get("captured")), _money(hold.get("remaining"))
+    if captured is None or remaining is None:
+        problems.append("captured or remaining is not a decimal string with 8 places")
+    elif _is_amount(hold.get("amount")) and captured + remaining != Decimal(hold["amount"]):
+        problems.append("captured + remaining differs from amount")
+    expires_at = hold.get("expires_at")
+    if not (expires_at is None or _is_timestamp(expires_at)):
+        problems.append("expires_at is not null or an ISO 8601 timestamp with a zone")
+    return problems
+
+
+def _withdrawal_request_problems(request: dict[str, Any]) -> list[str]:
+    problems = []
+    if missing := WITHDRAWAL_REQUEST_FIELDS - request.keys():
+        problems.append(f"missing: {sorted(missing)}")
+    problems += _common_problems(request)
+    for name in ("user_id", "hold_id"):
+        if not _is_id(request.get(name)):
+            problems.append(f"{name} is not an id")
+    if not (isinstance(request.get("address"), str) and request["address"]):
+        problems.append("address is not a non-empty string")
+    for name in ("network", "network_tx_id", "reason"):
+        if not isinstance(request.get(name), str):
+            problems.append(f"{name} is not a string")
+    completed = request.get("status") == "completed"
+    tx_hash = request.get("transaction_hash")
+    if not ((isinstance(tx_hash, str) and bool(_HEX64.match(tx_hash))) if completed else tx_hash is None):
+        problems.append("transaction_hash is not 64 hex digits when completed and null otherwise")
+    decided = request.get("status") != "pending"
+    decided_at, decided_by = request.get("decided_at"), request.get("decided_by")
+    if not (
+        (_is_timestamp(decided_at) and _is_id(decided_by)) if decided else (decided_at is None and decided_by is None)
+    ):
+        problems.append("decided_at and decided_by are not set once decided and null while pending")
+    return problems
+
+
+def _moved_by_problems(subject: str, document: dict[str, Any], tx: dict[str, Any]) -> list[str]:
+    """The transaction of a capture or an approval against the object it moved money out of."""
+    problems = []
+    if missing := TRANSACTION_FIELDS - tx.keys():
+        problems.append(f"transaction is missing: {sorted(missing)}")
+    if not (isinstance(tx.get("hash"), str) and _HEX64.match(tx["hash"])):
+        problems.append("transaction.hash is not 64 hex digits")
+    if not _is_amount(tx.get("amount")):
+        problems.append("transaction.amount is not a positive decimal string with 8 places")
+    owner = document.get("payer_user_id" if subject == "hold" else "user_id")
+    if tx.get("from_user_id") != owner:
+        problems.append(f"transaction.from_user_id is not the {subject}'s owner")
+    if tx.get("currency_id") != document.get("currency_id"):
+        problems.append(f"transaction.currency_id differs from the {subject}'s")
+    if subject == "hold":
+        if tx.get("type") not in ("transfer", "withdrawal"):
+            problems.append("transaction.type is not transfer or withdrawal")
+        captured = _money(document.get("captured"))
+        if _is_amount(tx.get("amount")) and captured is not None and Decimal(tx["amount"]) > captured:
+            problems.append("transaction.amount exceeds what the hold has captured")
+    else:
+        if tx.get("type") != "withdrawal":
+            problems.append("transaction.type is not withdrawal")
+        if tx.get("hash") != document.get("transaction_hash"):
+            problems.append("transaction.hash differs from withdrawal_request.transaction_hash")
+        if tx.get("amount") != document.get("amount"):
+            problems.append("transaction.amount differs from withdrawal_request.amount")
     return problems

@@ -11,18 +11,37 @@ from wallets.models import Wallet
 
 
 class WalletAdmin(admin.ModelAdmin):
-    list_display = ["id", "user", "currency", "display_balance", "updated_at"]
+    list_display = ["id", "user", "currency", "display_balance", "display_held", "display_available", "updated_at"]
     list_filter = ["currency"]
     search_fields = ["=user__username", "=user__email"]
     search_help_text = "The exact username or email of the owner."
     list_select_related = ["user", "currency"]
     ordering = ["id"]
-    fields = ("user", "currency", "display_balance", "audit_head", "created_at", "updated_at")
+    fields = (
+        "user",
+        "currency",
+        "display_balance",
+        "display_held",
+        "display_available",
+        "audit_head",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
 
     @admin.display(description="balance", ordering="balance")
     def display_balance(self, obj: Wallet) -> str:
         return format_amount(obj.balance)
+
+    # What active holds reserve, and what a spend may take (balance - held); both change only
+    # through the holds services and the ledger.
+    @admin.display(description="held", ordering="held")
+    def display_held(self, obj: Wallet) -> str:
+        return format_amount(obj.held)
+
+    @admin.display(description="available")
+    def display_available(self, obj: Wallet) -> str:
+        return format_amount(obj.available)
 
     # Wallets are opened through the API (wallet_open) and never edited or deleted here.
     def has_add_permission(self, request) -> bool:

@@ -8,6 +8,8 @@ from rest_framework.test import APIClient
 
 from accounts.management.commands.seed_demo import DEMO_PASSWORD
 from accounts.models import User
+from audit.reconcile import reconcile
+from holds.models import Hold, WithdrawalRequest
 from tests.ledger import balance
 from transactions.models import Transaction
 from wallets.models import Wallet
@@ -45,12 +47,66 @@ def test_seed_demo_twice_creates_everything_once_and_the_users_can_log_in():
     assert staff.is_staff and staff.check_password(DEMO_PASSWORD)
 
 
+def wallet(username: str, code: str = "USDT") -> Wallet:
+    return Wallet.objects.get(user__username=username, currency__code=code)
+
+
+def test_seed_demo_twice_makes_one_hold_and_one_pending_withdrawal_request():
+    first = seed()
+    second = seed()
+
+    (hold,) = Hold.objects.filter(withdrawal_request__isnull=True)
+    assert (hold.payer.username, hold.payee.username, hold.currency.code) == ("alice", "bob", "USDT")
+    assert (hold.status, hold.amount, hold.captured, hold.memo) == ("active", Decimal("25"), 0, "seed_demo")
+    assert hold.expires_at is not None
+    (request,) = WithdrawalRequest.objects.all()
+    assert (request.user.username, request.status, request.amount) == ("carol", "pending", Decimal("40"))
+    assert Hold.objects.count() == 2  # the demo hold and the one behind the request
+
+    assert (wallet("alice").balance, wallet("alice").held, wallet("alice").available) == (
+        Decimal("1000"),
+        Decimal("25"),
+        Decimal("975"),
+    )
+    assert (wallet("carol").held, wallet("carol").available) == (Decimal("40"), Decimal("210"))
+    assert wallet("bob").held == 0
+    assert "25.00000000 USDT held" in first and "pending" in first
+    assert "demo hold already made" in second and "demo request already made" in second
+    assert reconcile().ok
+
+
+def test_a_decided_demo_request_is_not_made_again():
+    from holds.services import withdrawal_request_approve
+
+    seed()
+    request = WithdrawalRequest.objects.get()
+    withdrawal_request_approve(request_id=request.pk, actor=User.objects.get(username="admin"))
+
+    assert f"(request {request.pk}, completed)" in seed()
+    assert WithdrawalRequest.objects.count() == 1
+    assert (wallet("carol").balance, wallet("carol").held) == (Decimal("210"), 0)
+
+
+def test_a_hold_the_payer_cannot_cover_is_skipped_and_the_rest_is_seeded(monkeypatch):
+    from accounts.management.commands import seed_demo
+
+    # As if alice had spent her demo money before this version of the command first made the hold.
+    monkeypatch.setattr(seed_demo, "DEMO_HOLD", seed_demo.DemoHold("alice", "bob", "USDT", Decimal("1000.01")))
+    out = seed()
+
+    assert "skipped" in out and not Hold.objects.filter(withdrawal_request__isnull=True).exists()
+    assert wallet("alice").held == 0
+    assert WithdrawalRequest.objects.get().status == "pending"
+    assert reconcile().ok
+
+
 def test_seeded_money_is_accounted_for_as_deposits():
     seed()
     for code in ("USDT", "BTC", "ETH"):
-        held = Wallet.objects.filter(currency__code=code).aggregate(s=Sum("balance"))["s"]
+        total = Wallet.objects.filter(currency__code=code).aggregate(s=Sum("balance"))["s"]
         deposited = Transaction.objects.filter(currency__code=code, type="deposit").aggregate(s=Sum("amount"))["s"]
-        assert held == deposited
+        assert total == deposited
+    assert reconcile().ok
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
@@ -68,6 +124,8 @@ def _everything() -> dict:
         "users": sorted(User.objects.values_list("id", "username", "is_staff", "is_superuser", "password")),
         "wallets": sorted(Wallet.objects.values_list("id", "user_id", "currency_id", "balance")),
         "transactions": Transaction.objects.count(),
+        "holds": Hold.objects.count(),
+        "withdrawal_requests": WithdrawalRequest.objects.count(),
         "groups": sorted(Group.objects.values_list("name", flat=True)),
     }
 

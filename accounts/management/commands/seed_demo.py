@@ -1,8 +1,11 @@
-"""Demo data for local use: users with balances, and a staff account for the admin.
+"""Demo data for local use: users with balances, a hold, a withdrawal request, and a staff account.
 
-Idempotent: users that exist are left as they are, and each demo balance is deposited once (a
-``deposit`` transaction with the memo below), so running it again changes nothing. Balances go
-through ``deposit_create``, so the supply is accounted for and ``reconcile`` stays clean.
+Idempotent: users that exist are left as they are, each demo balance is deposited once (a
+``deposit`` transaction with the memo below), and the demo hold (alice for bob) and the demo
+withdrawal request (carol's, pending for the admin's approval queue) are made once each (found again
+by that memo, whatever became of them since), so running it again changes nothing. Everything goes
+through the services (``deposit_create``, ``hold_create``, ``withdrawal_request_create``), so the
+supply and the held amounts are accounted for and ``reconcile`` stays clean.
 
 Only accounts this command made are reused: it puts them in the ``SEED_GROUP`` group, which sign-up
 cannot. If a demo name (or the staff name) belongs to anyone else, say someone who signed up as
@@ -10,6 +13,7 @@ cannot. If a demo name (or the staff name) belongs to anyone else, say someone w
 account, or record the demo deposits as made by a user who is not staff.
 """
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
@@ -20,6 +24,8 @@ from accounts.models import User
 from accounts.services import user_create
 from currencies.models import Currency
 from currencies.money import format_amount
+from holds.models import Hold, WithdrawalRequest
+from holds.services import MAX_EXPIRES_IN, hold_create, withdrawal_request_create
 from transactions.models import Transaction
 from transactions.services import deposit_create
 from wallet_project.core import errors
@@ -38,8 +44,36 @@ DEMO_USERS = {
 }
 
 
+@dataclass(frozen=True)
+class DemoHold:
+    payer: str
+    payee: str
+    currency: str
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class DemoWithdrawal:
+    user: str
+    currency: str
+    amount: Decimal
+    address: str
+    network: str
+
+
+# alice reserves part of her USDT for bob (for the longest expiry a hold may have); carol asks to
+# withdraw part of hers, which waits for staff in the admin.
+DEMO_HOLD = DemoHold(payer="alice", payee="bob", currency="USDT", amount=Decimal("25"))
+DEMO_WITHDRAWAL = DemoWithdrawal(
+    user="carol", currency="USDT", amount=Decimal("40"), address="TDemoWithdrawalAddressForCarol0001", network="TRC20"
+)
+
+
 class Command(BaseCommand):
-    help = "Create demo users (alice, bob, carol) with balances and a staff user 'admin'. Safe to run twice."
+    help = (
+        "Create demo users (alice, bob, carol) with balances, a hold and a pending withdrawal request, "
+        "and a staff user 'admin'. Safe to run twice."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--password", default=DEMO_PASSWORD, help="password for users created by this run")
@@ -56,14 +90,18 @@ class Command(BaseCommand):
             )
         self._refuse_foreign_accounts()
         staff = self._staff(password)
+        users = {}
         for username, balances in DEMO_USERS.items():
-            user = self._user(username, password)
+            users[username] = user = self._user(username, password)
             for code, amount in balances.items():
                 self._balance(user, code, amount, staff)
+        self._hold(users[DEMO_HOLD.payer], users[DEMO_HOLD.payee])
+        self._withdrawal_request(users[DEMO_WITHDRAWAL.user])
         self.stdout.write(
             self.style.SUCCESS(
                 f"Log in with any of {', '.join(DEMO_USERS)} (API: POST /auth/login) or '{STAFF_USERNAME}' "
-                f"(/admin/); password for accounts created by this command: {password}"
+                f"(/admin/, where the withdrawal request waits for approval); password for accounts created "
+                f"by this command: {password}"
             )
         )
 
@@ -121,9 +159,8 @@ class Command(BaseCommand):
         return user
 
     def _balance(self, user: User, code: str, amount: Decimal, staff: User) -> None:
-        currency = Currency.objects.filter(code=code, is_active=True).first()
+        currency = self._active_currency(code)
         if currency is None:
-            self.stdout.write(self.style.WARNING(f"  {code}: no such active currency, skipped"))
             return
         if not Wallet.objects.filter(user=user, currency=currency).exists():
             wallet_open(user_id=user.pk, currency=currency)
@@ -137,4 +174,64 @@ class Command(BaseCommand):
         balance = Wallet.objects.get(user=user, currency=currency).balance
         self.stdout.write(
             f"  {code}: deposited {format_amount(amount)} (tx {tx.hash[:16]}…), balance {format_amount(balance)}"
+        )
+
+    def _active_currency(self, code: str) -> Currency | None:
+        currency = Currency.objects.filter(code=code, is_active=True).first()
+        if currency is None:
+            self.stdout.write(self.style.WARNING(f"  {code}: no such active currency, skipped"))
+        return currency
+
+    def _hold(self, payer: User, payee: User) -> None:
+        currency = self._active_currency(DEMO_HOLD.currency)
+        if currency is None:
+            return
+        made = Hold.objects.filter(
+            payer=payer, payee=payee, currency=currency, memo=SEED_MEMO, withdrawal_request__isnull=True
+        ).first()
+        if made is not None:
+            self.stdout.write(f"hold {payer.username} for {payee.username}: demo hold already made (hold {made.pk})")
+            return
+        try:
+            hold = hold_create(
+                payer_id=payer.pk,
+                payee_id=payee.pk,
+                currency=currency,
+                amount=DEMO_HOLD.amount,
+                expires_in=MAX_EXPIRES_IN,
+                memo=SEED_MEMO,
+            )
+        except errors.ApiError as exc:  # say alice spent her demo money meanwhile: the rest is still seeded
+            self.stdout.write(self.style.WARNING(f"hold {payer.username} for {payee.username}: skipped: {exc.message}"))
+            return
+        self.stdout.write(
+            f"hold {payer.username} for {payee.username}: {format_amount(hold.amount)} {currency.code} held "
+            f"(hold {hold.pk}, expires {hold.expires_at:%Y-%m-%d})"
+        )
+
+    def _withdrawal_request(self, user: User) -> None:
+        currency = self._active_currency(DEMO_WITHDRAWAL.currency)
+        if currency is None:
+            return
+        made = WithdrawalRequest.objects.filter(user=user, currency=currency, memo=SEED_MEMO).first()
+        if made is not None:
+            self.stdout.write(
+                f"withdrawal request of {user.username}: demo request already made (request {made.pk}, {made.status})"
+            )
+            return
+        try:
+            request = withdrawal_request_create(
+                user_id=user.pk,
+                currency=currency,
+                amount=DEMO_WITHDRAWAL.amount,
+                address=DEMO_WITHDRAWAL.address,
+                network=DEMO_WITHDRAWAL.network,
+                memo=SEED_MEMO,
+            )
+        except errors.ApiError as exc:
+            self.stdout.write(self.style.WARNING(f"withdrawal request of {user.username}: skipped: {exc.message}"))
+            return
+        self.stdout.write(
+            f"withdrawal request of {user.username}: {format_amount(request.amount)} {currency.code} to "
+            f"{request.address}, pending (request {request.pk})"
         )

@@ -1,9 +1,10 @@
-"""Read the tx.created topic from the beginning and print each event as a JSON line.
+"""Read an event topic (default tx.created) from the beginning and print each event as a JSON line.
 
 The consumer ``assign()``s every partition directly (no consumer group: nothing to join, nothing
 committed), so it starts reading at once and never disturbs real consumers. ``--check`` validates
-every message against its versioned schema (events/schemas.py, docs/events.md) and prints the number of distinct
-event ids; it exits non-zero if any message is malformed.
+every message against the versioned schema of its topic (events/schemas.py, docs/events.md):
+``tx.created`` on ``KAFKA_TOPIC``, ``hold.*`` / ``withdrawal.*`` on ``KAFKA_WALLET_EVENTS_TOPIC``;
+it prints the number of distinct event ids and exits non-zero if any message is malformed.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from events.publisher import kafka_logger
-from events.schemas import event_problems
+from events.schemas import event_problems, wallet_event_problems
 
 
 class Command(BaseCommand):
-    help = "Print tx.created events from the beginning of the topic as JSON lines (--check: validate them)."
+    help = "Print the events of a topic from its beginning as JSON lines (--check: validate them)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--topic", default=None, help="topic to read (default: KAFKA_TOPIC)")
+        parser.add_argument(
+            "--topic", default=None, help="topic to read (default: KAFKA_TOPIC; KAFKA_WALLET_EVENTS_TOPIC for holds)"
+        )
         parser.add_argument("--timeout", type=float, default=10.0, help="give up after this many seconds (default 10)")
         parser.add_argument("--max", dest="max_messages", type=int, default=None, help="stop after this many messages")
         parser.add_argument(
@@ -41,6 +44,8 @@ class Command(BaseCommand):
         if not bootstrap:
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set")
         topic = topic or settings.KAFKA_TOPIC
+        # The wallet-events topic carries hold.* and withdrawal.*; any other topic is read as tx.created.
+        problems_of = wallet_event_problems if topic == settings.KAFKA_WALLET_EVENTS_TOPIC else event_problems
         deadline = time.monotonic() + timeout
         consumer = Consumer(
             {
@@ -83,7 +88,7 @@ class Command(BaseCommand):
                 raw_headers = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
                 headers = {name: (value or b"").decode(errors="replace") for name, value in raw_headers}
                 if check:
-                    problems = event_problems(key=msg.key(), headers=headers, value=msg.value())
+                    problems = problems_of(key=msg.key(), headers=headers, value=msg.value())
                     if problems:
                         malformed += 1
                         self.stderr.write(

@@ -177,7 +177,8 @@ class Command(BaseCommand):
         previous = self._install_signal_handlers(stop)
         relay = Relay(bootstrap=bootstrap, batch_size=batch_size, grace=grace)
         try:
-            relay.ensure_topics({settings.KAFKA_TOPIC})
+            # The event topics consumers subscribe to exist from the start; any other is ensured with its rows.
+            relay.ensure_topics({settings.KAFKA_TOPIC, settings.KAFKA_WALLET_EVENTS_TOPIC})
             logger.info("relay started", extra={"batch_size": batch_size, "interval": interval, "once": once})
             totals = self._loop(relay, stop=stop, once=once, interval=interval)
         finally:
