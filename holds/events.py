@@ -23,18 +23,21 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def hold_document(hold: Hold, *, now: datetime | None = None) -> dict[str, Any]:
-    """The hold as the API and its events show it; ``status`` is ``expired`` past ``expires_at``."""
+    """The hold as the API and its events show it; ``status`` is ``expired`` past ``expires_at``, and
+    ``remaining`` (what can still be captured) is zero once it is not active: what was released is
+    in the wallet's ``available`` again."""
+    status = hold.effective_status(now or timezone.now())
     return {
         "id": hold.pk,
         "uid": str(hold.uid),
-        "status": hold.effective_status(now or timezone.now()),
+        "status": status,
         "payer_user_id": hold.payer_id,
         "payee_user_id": hold.payee_id,
         "currency_id": hold.currency_id,
         "currency": hold.currency.code,
         "amount": format_amount(hold.amount),
         "captured": format_amount(hold.captured),
-        "remaining": format_amount(hold.remaining),
+        "remaining": format_amount(hold.remaining if status == Hold.Status.ACTIVE else 0),
         "memo": hold.memo,
         "expires_at": _iso(hold.expires_at),
         "created_at": _iso(hold.created_at),

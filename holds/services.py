@@ -362,6 +362,7 @@ def withdrawal_request_approve(
 
     def body() -> Outcome[WithdrawalRequest]:
         request, hold = _locked_request(request_id, actor)
+        _not_their_own(request, actor)
         now = timezone.now()
         tx = ledger_post(
             type=Transaction.Type.WITHDRAWAL,
@@ -395,7 +396,14 @@ def withdrawal_request_reject(
     if not can_decide_withdrawals(actor):
         raise errors.Forbidden(f"forbidden: needs staff status and the {APPROVE_PERMISSION} permission")
     return _release_request(request_id, actor, WithdrawalRequest.Status.REJECTED, "withdrawal.rejected",
-                            reason=reason, idempotency=idempotency)  # fmt: skip
+                            reason=reason, idempotency=idempotency,
+                            check=lambda request: _not_their_own(request, actor))  # fmt: skip
+
+
+def _not_their_own(request: WithdrawalRequest, actor: Actor) -> None:
+    """Four eyes: a staff member does not decide their own withdrawal request."""
+    if request.user_id == actor.pk:
+        raise errors.Forbidden("forbidden: a withdrawal request is decided by someone other than its owner")
 
 
 def withdrawal_request_cancel(

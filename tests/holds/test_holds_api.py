@@ -130,6 +130,8 @@ def test_the_payee_may_void_and_staff_may_read_and_void(held, parties, client_fo
     assert client_for(user_factory(is_staff=True)).get(f"/holds/{held['id']}").status_code == 200
     response = post(client_for(bob), f"/holds/{held['id']}/void")
     assert response.status_code == 200 and response.json()["status"] == "voided"
+    # Nothing remains to capture once it is voided; what was captured stays captured.
+    assert (response.json()["captured"], response.json()["remaining"]) == ("0.00000000", "0.00000000")
 
     other = post(client_for(alice), "/holds", {"amount": "5"}).json()
     response = post(client_for(cashier_factory()), f"/holds/{other['id']}/void")

@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 from audit.reconcile import reconcile
+from currencies.models import Currency
 from events.models import OutboxEvent
 from holds.api.serializers import WithdrawalRequestOut
 from holds.events import withdrawal_request_document
@@ -197,6 +198,20 @@ def test_only_staff_with_the_permission_decide(alice, pending, user_factory, cas
         assert_error(decide(client, pending["id"], "reject", {"reason": "no"}), 403, "FORBIDDEN")
     assert state() == before
     assert client_for(alice).get(f"/withdrawal-requests/{pending['id']}").json()["status"] == "pending"
+
+
+def test_an_approver_does_not_decide_their_own_request(approver_factory, client_for):
+    """Four eyes: the permission to decide is not a permission to pay oneself out."""
+    approver = approver_factory()
+    deposit_create(user_id=approver.pk, currency=Currency.objects.get(code="USDT"), amount=Decimal("10"))
+    own = client_for(approver)
+    request = own.post("/withdrawal-requests", {"amount": "4", "address": "0xabc"}, format="json").json()
+    before = state()
+    assert_error(decide(own, request["id"], "approve"), 403, "FORBIDDEN")
+    assert_error(decide(own, request["id"], "reject", {"reason": "mine"}), 403, "FORBIDDEN")
+    assert state() == before
+    other = client_for(approver_factory())
+    assert decide(other, request["id"], "approve").json()["status"] == "completed"
 
 
 def test_staff_may_not_cancel_someone_elses_request(pending, approver, client_for):
