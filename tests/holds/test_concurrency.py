@@ -13,6 +13,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -46,7 +47,7 @@ from holds.services import (
 from tests.conftest import make_user
 from tests.ledger import chain_problems, run_in_threads
 from transactions.models import Transaction
-from transactions.services import transfer_create
+from transactions.services import held_change, transfer_create
 from wallet_project.core import errors
 from wallets.models import Wallet
 
@@ -559,3 +560,39 @@ def test_a_spend_releasing_expired_holds_races_their_captures_without_deadlock_o
     assert not Hold.objects.filter(status="active").exists()
     assert_ledger_sound(*everyone)
     assert retries(caplog) == [], "a deadlock or serialization failure happened (and was retried)"
+
+
+# -- 7. a change of held locks its wallet, nothing every other movement needs -------------------------
+
+
+def test_a_change_of_held_on_one_wallet_does_not_stall_a_transfer_between_two_others(usdt):
+    """``held_change`` runs inside the caller's transaction (a hold placed, voided, expired or released),
+    which stays open until the caller commits. Meanwhile a transfer between two other users must go
+    through: it shares no wallet with it. (It shares the currency row, which every transaction's
+    foreign key references: its commit takes FOR KEY SHARE on it, which a FOR UPDATE would block.)"""
+    alice, bob, carol = make_user(balance=100), make_user(balance=100), make_user()
+    changed, transferred = threading.Event(), threading.Event()
+
+    def hold_placed_on_alice_in_a_transaction_still_open() -> None:
+        with transaction.atomic():
+            held_change(wallet_id=wallet(alice).pk, delta=Decimal(5), hold_uid=uuid.uuid4(), created_at=timezone.now())
+            changed.set()
+            assert transferred.wait(timeout=15)
+            transaction.set_rollback(True)
+
+    def transfer_from_bob_to_carol() -> Any:
+        assert changed.wait(timeout=15)
+        try:
+            with connection.cursor() as cursor:  # this thread's own connection, closed when it ends
+                cursor.execute("SET lock_timeout = '2s'")
+            return transfer_create(sender_id=bob.pk, recipient_id=carol.pk, currency=usdt, amount=Decimal(1))
+        finally:
+            transferred.set()
+
+    _, transfer = run_in_threads(
+        [hold_placed_on_alice_in_a_transaction_still_open, transfer_from_bob_to_carol], threads=2, timeout=30
+    )
+
+    assert isinstance(transfer, Transaction), f"the transfer waited on a lock it does not need: {transfer!r}"
+    assert (wallet(alice).held, wallet(bob).balance, wallet(carol).balance) == (ZERO, Decimal(99), Decimal(1))
+    assert_ledger_sound(alice, bob, carol)
