@@ -524,7 +524,9 @@ def held_change(*, wallet_id: int, delta: Decimal, hold_uid: uuid.UUID, created_
     wallet's expired holds, if that is what stands in the way): otherwise INSUFFICIENT_BALANCE.
     """
     assert connection.in_atomic_block and delta != 0
-    wallet = Wallet.objects.select_for_update().select_related("currency").get(pk=wallet_id)
+    # The wallet row alone (``of``): FOR UPDATE on the joined currency row would block every movement in
+    # the currency until this transaction ends (their commits take FOR KEY SHARE on it, for the FK).
+    wallet = Wallet.objects.select_for_update(of=("self",)).select_related("currency").get(pk=wallet_id)
     if delta > 0 and wallet.available < delta:
         if not (wallet.held > 0 and _expired_hold_releaser is not None and _expired_hold_releaser(wallet_id)):
             raise errors.InsufficientBalance(
