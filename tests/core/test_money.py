@@ -153,7 +153,8 @@ def test_a_leg_one_unit_short_of_its_amount_is_reported(user_factory, eth):
     short = bare_deposit(alice, tx.to_wallet_id, eth, amount=MAX_AMOUNT, key="f")
     BalanceHistory.objects.create(
         wallet_id=tx.to_wallet_id, user=alice, transaction=short, delta=MAX_AMOUNT - UNIT, balance_before=0,
-        balance_after=MAX_AMOUNT - UNIT, prev_hash="f" * 64, entry_hash="f" * 64, seq=2, created_at=timezone.now(),
+        balance_after=MAX_AMOUNT - UNIT, prev_hash="f" * 64, entry_hash="f" * 64, seq=2, posting=2,
+        created_at=timezone.now(),
     )  # fmt: skip
 
     legs = next(check for check in reconcile().checks if check.name == "legs")
@@ -190,7 +191,7 @@ def test_the_database_refuses_a_history_row_whose_after_is_one_unit_off(user_fac
         return BalanceHistory.objects.create(
             wallet_id=wallet_id, user=alice, transaction=bare_deposit(alice, wallet_id, eth, amount=UNIT, key=key),
             delta=delta, balance_before=before, balance_after=after, prev_hash=key * 64, entry_hash=key * 64,
-            seq=ord(key), created_at=timezone.now(),
+            seq=ord(key), posting=ord(key), created_at=timezone.now(),
         )  # fmt: skip
 
     with pytest.raises(IntegrityError), transaction.atomic():
