@@ -25,7 +25,7 @@ from django.db import connection, transaction
 
 from audit import receipts
 from audit.models import Checkpoint
-from audit.reconcile import Check, _check_receipts, supply_totals
+from audit.reconcile import MOVEMENT_TOTALS, Check, _check_receipts, supply_totals
 from audit.signed import CHECKPOINT_VERSION, CheckpointError, HeadsDigest, Signed, canonical, heads_digest, newest_valid
 from events.outbox import outbox_insert, publish_on_commit
 from events.schemas import checkpoint_v1
@@ -129,7 +129,7 @@ def _extends(previous: Signed | None, fields: dict[str, Any]) -> list[dict[str, 
             problems.append({"problem": "chain heads at the previous checkpoint changed"})
         then = supply_totals(since)
         for code, totals in committed["supply"].items():
-            for key in ("deposits", "withdrawals"):
+            for key in (key for key in MOVEMENT_TOTALS if key in totals):  # (older checkpoints have fewer)
                 if then.get(code, {}).get(key) != totals[key]:
                     problems.append({"problem": f"{key} up to the previous checkpoint changed", "currency": code})
     receipts_check = Check("receipts")
@@ -175,7 +175,7 @@ def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
         if previous is not None and previous.last_transaction_id > fields["last_transaction_id"]:
             raise CheckpointError("the newest checkpoint covers transactions that are gone (run reconcile)")
         for code, totals in supply_totals(fields["last_transaction_id"]).items():
-            fields["supply"][code].update(deposits=totals["deposits"], withdrawals=totals["withdrawals"])
+            fields["supply"][code].update({key: totals[key] for key in MOVEMENT_TOTALS})
         problems = _extends(previous, fields)
         if problems:
             raise CheckpointError(f"the ledger changed behind the checkpoints (run reconcile): {problems[:5]}")

@@ -35,8 +35,14 @@ def canonical_transaction(
     amount: Decimal,
     memo: str,
     created_at: datetime,
+    reverses: str | None = None,
 ) -> bytes:
-    """The exact bytes that are hashed; documented so third parties can recompute a hash."""
+    """The exact bytes that are hashed; documented so third parties can recompute a hash.
+
+    A reversal's encoding also names the hash of the transaction it takes back (``reverses``), so that
+    its receipt covers what it reverses; other types have no such key, so every receipt signed before
+    reversals existed recomputes as it did.
+    """
     document = {
         "v": RECEIPT_VERSION,
         "uid": uid,
@@ -48,6 +54,8 @@ def canonical_transaction(
         "memo": memo,
         "created_at": created_at.isoformat(),
     }
+    if type == "reversal":
+        document["reverses"] = reverses
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -8,19 +8,27 @@ Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
    ``entry_hash``, each ``entry_hash`` recomputes, each ``balance_before`` is the previous
    ``balance_after``, each ``seq`` is the entry's position). An edited or deleted row breaks it.
 3. ``legs``: every transaction has exactly its legs (a transfer: -amount on the sender's wallet and
-   +amount on the recipient's; a deposit: one credit; a withdrawal: one debit), no leg is orphaned,
-   and every leg's wallet belongs to the transaction's party on that side, in the transaction's
-   currency, and to the history row's user (a wallet handed to another user is caught here).
-4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals.
+   +amount on the recipient's; a deposit: one credit; a withdrawal: one debit; a reversal: those of
+   the shape it has, two for a transfer's, one debit for a deposit's, one credit for a withdrawal's),
+   no leg is orphaned, and every leg's wallet belongs to the transaction's party on that side, in the
+   transaction's currency, and to the history row's user (a wallet handed to another user is caught here).
+4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals, minus the
+   reversals of deposits (money leaving: a reversal without recipient) plus the reversals of
+   withdrawals (money entering: one without sender).
 5. ``receipts``: every transaction hash recomputes from its canonical encoding and its signature
    verifies, for the transactions after the newest validly signed checkpoint in the database (all
    of them with ``verify_receipts=True`` or when there is no checkpoint). A forged transfer cannot be
    signed without the receipt key, so it is caught by the routine run.
 6. ``checkpoint``: that checkpoint's commitments still hold: as many transactions up to its last id
-   (a deleted one, or a forged one slipped into an old id, changes the count), the same deposits and
-   withdrawals up to it, and every wallet's chain, cut at that id, has the signed length and head.
+   (a deleted one, or a forged one slipped into an old id, changes the count), the same deposits,
+   withdrawals and reversals of each up to it (the totals it signed: older checkpoints have no
+   reversals), and every wallet's chain, cut at that id, has the signed length and head.
    ``checkpoint_file`` does the same for a checkpoint kept outside the database
    (``reconcile --checkpoint FILE``), and names each wallet whose committed entries are gone.
+7. ``reversals``: every reversal names a transaction that exists, is older and is no reversal; it is
+   in that transaction's currency and between the same parties the other way round (its legs, by
+   check 3, are on those parties' wallets); and the reversals of a transaction add up to no more
+   than its amount.
 
 Memory stays bounded: rows are streamed with server-side cursors, only per-wallet state is kept.
 """
@@ -32,7 +40,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -264,7 +272,10 @@ SELECT id, type, amount, from_wallet_id, to_wallet_id, legs, debit_ok, credit_ok
     LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
     GROUP BY t.id, t.type, t.amount, t.from_wallet_id, t.to_wallet_id
 ) per_transaction
-WHERE legs <> (CASE WHEN type = 'transfer' THEN 2 ELSE 1 END)
+WHERE legs <> (CASE WHEN type = 'transfer' THEN 2
+                    WHEN type = 'reversal' THEN (CASE WHEN from_wallet_id IS NULL THEN 0 ELSE 1 END)
+                                                + (CASE WHEN to_wallet_id IS NULL THEN 0 ELSE 1 END)
+                    ELSE 1 END)
     OR debit_ok <> (CASE WHEN from_wallet_id IS NULL THEN 0 ELSE 1 END)
     OR credit_ok <> (CASE WHEN to_wallet_id IS NULL THEN 0 ELSE 1 END)
     OR bad_owner > 0
@@ -297,7 +308,8 @@ def _check_legs(legs: Check) -> None:
         flagged = cursor.fetchall()
         for tx_id, tx_type, amount, from_wallet, to_wallet, count, debit_ok, credit_ok, bad_owner in flagged:
             debits, credits = (0 if from_wallet is None else 1), (0 if to_wallet is None else 1)
-            if count != (2 if tx_type == "transfer" else 1) or debit_ok != debits or credit_ok != credits:
+            expected = {"transfer": 2, "reversal": debits + credits}.get(tx_type, 1)
+            if count != expected or debit_ok != debits or credit_ok != credits:
                 legs.fail(
                     transaction_id=tx_id,
                     from_wallet_id=from_wallet,
@@ -336,86 +348,176 @@ def _check_legs(legs: Check) -> None:
                 )
 
 
-def _supply_rows(up_to_transaction_id: int | None = None) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """Per currency: sum of balances, deposits, withdrawals (the movements up to an id, if given)."""
+# Every reversal with its original, grouped by original. A LEFT JOIN: the foreign key is a trigger,
+# which a superuser can switch off. ``reverses_id`` is set on reversals and only on them (a CHECK
+# constraint, which no session setting lifts), so its index finds them without a scan of the table.
+_REVERSALS_SQL = """
+SELECT r.id, r.reverses_id, r.amount, r.currency_id, r.from_user_id, r.to_user_id, r.from_wallet_id, r.to_wallet_id,
+       o.id, o.type, o.amount, o.currency_id, o.from_user_id, o.to_user_id, o.from_wallet_id, o.to_wallet_id
+FROM transactions_transaction r LEFT JOIN transactions_transaction o ON o.id = r.reverses_id
+WHERE r.reverses_id IS NOT NULL
+ORDER BY r.reverses_id, r.id
+"""
+
+
+def _check_reversals(reversals: Check) -> None:
+    """Each reversal against its original (check 7), and the reversals of each original against its amount."""
+    current: int | None = None
+    limit: Decimal | None = None  # the current original's amount (None: no such transaction)
+    taken = Decimal(0)
+
+    def close_original() -> None:
+        if current is not None and limit is not None and taken > limit:
+            reversals.fail(
+                original_id=current, original_amount=limit, reversed=taken, problem="reversals exceed the original"
+            )
+
+    for (
+        tx_id, original_id, amount, currency_id, from_user, to_user, from_wallet, to_wallet,
+        found_id, original_type, original_amount, original_currency, original_from_user, original_to_user,
+        original_from_wallet, original_to_wallet,
+    ) in _stream(_REVERSALS_SQL):  # fmt: skip
+        reversals.checked += 1
+        if original_id != current:
+            close_original()
+            current, taken = original_id, Decimal(0)
+            limit = None if found_id is None else _dec(original_amount)
+        taken += _dec(amount)
+        if found_id is None:
+            problem = "reversal of a transaction that does not exist"
+        elif original_type == "reversal":
+            problem = "reversal of a reversal"
+        elif found_id >= tx_id:
+            problem = "reversal older than its original"
+        elif currency_id != original_currency:
+            problem = "reversal in another currency than its original"
+        elif (from_user, to_user, from_wallet, to_wallet) != (
+            original_to_user, original_from_user, original_to_wallet, original_from_wallet
+        ):  # fmt: skip
+            problem = "reversal does not move money between its original's parties the other way round"
+        else:
+            continue
+        reversals.fail(reversal_id=tx_id, original_id=original_id, problem=problem)
+    close_original()
+
+
+class SupplyRow(NamedTuple):
+    """One currency's supply: its wallets' balances and the movements that brought money in or out."""
+
+    code: str
+    balances: Decimal
+    deposits: Decimal
+    withdrawals: Decimal
+    deposits_reversed: Decimal  # reversals without recipient: a deposit's, money leaving
+    withdrawals_reversed: Decimal  # reversals without sender: a withdrawal's, money entering
+
+    @property
+    def expected(self) -> Decimal:
+        return self.deposits - self.withdrawals - self.deposits_reversed + self.withdrawals_reversed
+
+
+# The movement totals a checkpoint commits to, up to its last id. Checkpoints signed before reversals
+# existed carry only the first two: each is checked against the totals it has.
+MOVEMENT_TOTALS = ("deposits", "withdrawals", "deposits_reversed", "withdrawals_reversed")
+
+
+def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
+    """Per currency: sum of balances and of each kind of movement (up to a transaction id, if given).
+
+    A reversal counts by its shape, which is what moves money in or out: without recipient it takes a
+    deposit back, without sender a withdrawal (a transfer's has both and changes no supply). That the
+    shape is its original's, mirrored, is the ``reversals`` check's.
+    """
+    cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
     if connection.vendor != "postgresql":
         # SQLite sums NUMERIC columns as floats; add exactly in Python instead (local databases are small).
         # Plain SQL like the rest of reconcile: the auditor reads the tables, not the ledger's models.
-        cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
         balances: dict[int, Decimal] = {}
-        deposits: dict[int, Decimal] = {}
-        withdrawals: dict[int, Decimal] = {}
+        totals: dict[tuple[int, str], Decimal] = {}
         for currency_id, balance in _stream("SELECT currency_id, balance FROM wallets_wallet"):
             balances[currency_id] = balances.get(currency_id, Decimal(0)) + _dec(balance)
-        for currency_id, tx_type, amount in _stream(
-            "SELECT currency_id, type, amount FROM transactions_transaction "
-            "WHERE type IN ('deposit', 'withdrawal') AND id <= %s",
+        for currency_id, tx_type, amount, from_wallet, to_wallet in _stream(
+            "SELECT currency_id, type, amount, from_wallet_id, to_wallet_id FROM transactions_transaction "
+            "WHERE type IN ('deposit', 'withdrawal', 'reversal') AND id <= %s",
             [cut],
         ):
-            totals = deposits if tx_type == "deposit" else withdrawals
-            totals[currency_id] = totals.get(currency_id, Decimal(0)) + _dec(amount)
+            if tx_type == "reversal":
+                if from_wallet is not None and to_wallet is not None:
+                    continue
+                tx_type = "deposits_reversed" if to_wallet is None else "withdrawals_reversed"
+            else:
+                tx_type += "s"
+            totals[currency_id, tx_type] = totals.get((currency_id, tx_type), Decimal(0)) + _dec(amount)
         return [
-            (code, balances.get(cid, Decimal(0)), deposits.get(cid, Decimal(0)), withdrawals.get(cid, Decimal(0)))
+            SupplyRow(
+                code, balances.get(cid, Decimal(0)), *(totals.get((cid, key), Decimal(0)) for key in MOVEMENT_TOTALS)
+            )
             for cid, code in _stream("SELECT id, code FROM currencies_currency ORDER BY id")
         ]
-    cut = BIGINT_MAX if up_to_transaction_id is None else up_to_transaction_id
     with connection.cursor() as cursor:
-        # One scan of the transactions for every currency and both types (a subquery per currency and
-        # type read the table eight times).
+        # One scan of the transactions for every currency and every kind of movement (a subquery per
+        # currency and type read the table eight times).
         cursor.execute(
             """
-            SELECT c.code, COALESCE(w.total, 0), COALESCE(t.deposits, 0), COALESCE(t.withdrawals, 0)
+            SELECT c.code, COALESCE(w.total, 0), COALESCE(t.deposits, 0), COALESCE(t.withdrawals, 0),
+                   COALESCE(t.deposits_reversed, 0), COALESCE(t.withdrawals_reversed, 0)
             FROM currencies_currency c
             LEFT JOIN (SELECT currency_id, SUM(balance) AS total FROM wallets_wallet GROUP BY currency_id) w
                 ON w.currency_id = c.id
             LEFT JOIN (
                 SELECT currency_id,
                        SUM(amount) FILTER (WHERE type = 'deposit') AS deposits,
-                       SUM(amount) FILTER (WHERE type = 'withdrawal') AS withdrawals
+                       SUM(amount) FILTER (WHERE type = 'withdrawal') AS withdrawals,
+                       SUM(amount) FILTER (WHERE type = 'reversal' AND to_wallet_id IS NULL) AS deposits_reversed,
+                       SUM(amount) FILTER (WHERE type = 'reversal' AND from_wallet_id IS NULL) AS withdrawals_reversed
                 FROM transactions_transaction
-                WHERE type IN ('deposit', 'withdrawal') AND id <= %s
+                WHERE type IN ('deposit', 'withdrawal', 'reversal') AND id <= %s
                 GROUP BY currency_id
             ) t ON t.currency_id = c.id
             ORDER BY c.id
             """,
             [cut],
         )
-        return cursor.fetchall()
+        return [SupplyRow(*row) for row in cursor.fetchall()]
 
 
 def supply_totals(up_to_transaction_id: int | None = None) -> dict[str, dict[str, str]]:
-    """Per currency code: balances, deposits and withdrawals as 8-place strings."""
+    """Per currency code: balances and the movement totals (``MOVEMENT_TOTALS``) as 8-place strings."""
     return {
-        code: {"balances": _fmt(_dec(b)), "deposits": _fmt(_dec(d)), "withdrawals": _fmt(_dec(w))}
-        for code, b, d, w in _supply_rows(up_to_transaction_id)
+        row.code: {
+            "balances": _fmt(_dec(row.balances)),
+            **{key: _fmt(_dec(getattr(row, key))) for key in MOVEMENT_TOTALS},
+        }
+        for row in _supply_rows(up_to_transaction_id)
     }
 
 
 def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
     result = {}
-    for code, balances, deposits, withdrawals in _supply_rows():
-        balances, deposits, withdrawals = _dec(balances), _dec(deposits), _dec(withdrawals)
+    for raw in _supply_rows():
+        row = SupplyRow(raw.code, *(_dec(value) for value in raw[1:]))
         supply.checked += 1
-        expected = deposits - withdrawals
-        result[code] = {
-            "balances": _fmt(balances),
-            "deposits": _fmt(deposits),
-            "withdrawals": _fmt(withdrawals),
-            "expected": _fmt(expected),
+        result[row.code] = {
+            "balances": _fmt(row.balances),
+            **{key: _fmt(getattr(row, key)) for key in MOVEMENT_TOTALS},
+            "expected": _fmt(row.expected),
         }
-        if balances != expected:
-            supply.fail(currency=code, balances=balances, deposits_minus_withdrawals=expected)
+        if row.balances != row.expected:
+            supply.fail(currency=row.code, balances=row.balances, expected=row.expected)
     return result
 
 
 def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
+    # A reversal's hash covers its original's (the subquery runs for reversals only: CASE short-circuits).
     rows = _stream(
         "SELECT t.id, t.uid, t.type, t.from_user_id, t.to_user_id, c.code, t.amount, t.memo, t.created_at, "
-        "t.hash, t.signature FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
+        "t.hash, t.signature, CASE WHEN t.reverses_id IS NULL THEN NULL ELSE "
+        "(SELECT o.hash FROM transactions_transaction o WHERE o.id = t.reverses_id) END "
+        "FROM transactions_transaction t JOIN currencies_currency c ON c.id = t.currency_id "
         "WHERE t.id > %s AND t.id <= %s ORDER BY t.id",
         [after_transaction_id, up_to_transaction_id],
     )
-    for tx_id, uid, tx_type, from_user, to_user, code, amount, memo, created_at, tx_hash, signature in rows:
+    for tx_id, uid, tx_type, from_user, to_user, code, amount, memo, created_at, tx_hash, signature, reverses in rows:
         receipts.checked += 1
         created_at = _aware(created_at)
         uid_text = str(uid) if len(str(uid)) == 36 else f"{uid[:8]}-{uid[8:12]}-{uid[12:16]}-{uid[16:20]}-{uid[20:]}"
@@ -428,6 +530,7 @@ def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transa
             amount=_dec(amount),
             memo=memo,
             created_at=created_at,
+            reverses=reverses,
         )
         if recomputed != tx_hash or not verify(tx_hash, signature):
             receipts.fail(transaction_id=tx_id, hash_ok=recomputed == tx_hash)
@@ -457,7 +560,7 @@ def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tupl
     for code, committed in fields["supply"].items():
         check.checked += 1
         found = now.get(code, {})
-        for key in ("deposits", "withdrawals"):
+        for key in (key for key in MOVEMENT_TOTALS if key in committed):
             if found.get(key) != committed[key]:
                 check.fail(
                     problem=f"{key} up to the checkpoint changed",
@@ -504,8 +607,8 @@ def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = No
     """
     file_signed, file_heads = load_file(checkpoint_file) if checkpoint_file else (None, None)
     balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
-    receipts, stored = Check("receipts"), Check("checkpoint")
-    checks = [balances, chains, legs, supply, receipts, stored]
+    receipts, stored, reversals = Check("receipts"), Check("checkpoint"), Check("reversals")
+    checks = [balances, chains, legs, supply, receipts, stored, reversals]
     checkpoints: dict[str, Any] = {}
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -538,6 +641,7 @@ def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = No
             checkpoints["file"] = _describe(file_signed)
         _check_chains_and_balances(balances, chains, cuts)
         _check_legs(legs)
+        _check_reversals(reversals)
         totals = _check_supply(supply)
         if db_signed is not None:
             _check_checkpoint(stored, db_signed, db_cut, None)

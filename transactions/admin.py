@@ -1,22 +1,28 @@
 """Transactions in the ops console: read-only (the ledger is append-only), searchable, exportable.
 
-Also the only way staff move money: the wallet admin's "deposit" and "withdraw" actions, which go
-through ``transactions.services`` and so leave a transaction, balance-history rows and an outbox
-event like every other movement; and the idempotency keys those movements store.
+Also the only way staff move money: the wallet admin's "deposit" and "withdraw" actions and the
+transaction admin's "reverse", which go through ``transactions.services`` and so leave a
+transaction, balance-history rows and an outbox event like every other movement; and the
+idempotency keys those movements store.
 """
 
 import uuid
+from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.http import HttpRequest
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from currencies.money import format_amount, parse_amount
 from transactions.idempotency import request_fingerprint
 from transactions.models import IdempotencyKey, Transaction
-from transactions.services import Idempotency, deposit_create, withdrawal_create
+from transactions.services import Idempotency, deposit_create, reversal_create, withdrawal_create
 from wallet_project.core import errors
 from wallet_project.core.admin_base import ReadOnlyAdmin
 from wallet_project.core.exports import csv_response
@@ -53,7 +59,8 @@ class TransactionAdmin(ReadOnlyAdmin):
     list_select_related = ["currency", "from_user", "to_user"]
     ordering = ["-created_at", "-id"]
     show_full_result_count = False
-    actions = ["export_csv"]
+    actions = ["export_csv", "reverse_selected"]
+    change_form_template = "admin/transactions/transaction/change_form.html"
     fields = (
         "hash",
         "signature",
@@ -70,6 +77,8 @@ class TransactionAdmin(ReadOnlyAdmin):
         "created_by",
         "trace_id",
         "created_at",
+        "reverses",
+        "reversed_by",
     )
     readonly_fields = fields
 
@@ -81,10 +90,110 @@ class TransactionAdmin(ReadOnlyAdmin):
     def display_amount(self, obj: Transaction) -> str:
         return format_amount(obj.amount)
 
+    @admin.display(description="reversed by")
+    def reversed_by(self, obj: Transaction) -> str:
+        reversals = list(obj.reversals.order_by("id"))
+        if not reversals:
+            return "-"
+        total = sum((r.amount for r in reversals), Decimal(0))
+        rows = format_html_join(
+            ", ",
+            '<a href="{}">{}…</a> ({})',
+            (
+                (reverse("admin:transactions_transaction_change", args=[r.pk]), r.hash[:16], format_amount(r.amount))
+                for r in reversals
+            ),
+        )
+        return format_html("{} of {}: {}", format_amount(total), format_amount(obj.amount), rows)
+
     @admin.action(description="Export selected transactions as CSV", permissions=["view"])
     def export_csv(self, request, queryset):
         rows = queryset.select_related("currency", "from_user", "to_user", "created_by").order_by("-created_at", "-id")
         return csv_response("transactions", CSV_COLUMNS, rows.iterator(chunk_size=2000))
+
+    # -- Reversals: the one change staff make to the ledger, and it is a new transaction -------------
+
+    def has_movement_permission(self, request) -> bool:
+        return can_move_money(request.user)
+
+    def get_urls(self):
+        reverse_view = self.admin_site.admin_view(self.reverse_view)
+        return [
+            path("<path:object_id>/reverse/", reverse_view, name="transactions_transaction_reverse"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_reverse": self.has_movement_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Reverse the selected transaction", permissions=["movement"])
+    def reverse_selected(self, request, queryset):
+        selected = list(queryset.values_list("pk", flat=True)[:2])
+        if len(selected) != 1:
+            self.message_user(request, "Select one transaction to reverse.", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("admin:transactions_transaction_reverse", args=[selected[0]]))
+
+    def reverse_view(self, request, object_id: str):
+        """The confirmation page (amount, memo) of a reversal, and its submission."""
+        if not (self.has_view_permission(request) and self.has_movement_permission(request)):
+            raise PermissionDenied
+        original = get_object_or_404(
+            Transaction.objects.select_related("currency", "from_user", "to_user"), pk=object_id
+        )
+        change_url = reverse("admin:transactions_transaction_change", args=[original.pk])
+        if original.type == Transaction.Type.REVERSAL:
+            self.message_user(request, "A reversal cannot be reversed.", messages.ERROR)
+            return HttpResponseRedirect(change_url)
+        if request.method == "POST":
+            form = ReversalForm(request.POST)
+            if form.is_valid():
+                self._apply_reversal(request, original, form.cleaned_data)
+                return HttpResponseRedirect(change_url)
+        else:
+            form = ReversalForm(initial={"token": uuid.uuid4().hex})
+        reversed_amount = sum(original.reversals.values_list("amount", flat=True), Decimal(0))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Reverse {original.type} {original.hash[:16]}…",
+            "opts": self.model._meta,
+            "original": original,
+            "amount": format_amount(original.amount),
+            "reversed_amount": format_amount(reversed_amount),
+            "remaining": format_amount(original.amount - reversed_amount),
+            "form": form,
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/transactions/transaction/reverse.html", context)
+
+    def _apply_reversal(self, request, original: Transaction, data: dict) -> None:
+        amount = data["amount"]
+        scope = "admin-reversal"
+        body = {"transaction": original.hash, "amount": amount, "memo": data["memo"]}
+        idempotency = Idempotency(
+            key=f"admin:{data['token']}:reversal:{original.pk}",
+            scope=scope,
+            fingerprint=request_fingerprint(scope, body),
+        )
+        try:
+            tx = reversal_create(
+                original=original,
+                amount=amount,
+                memo=data["memo"],
+                created_by_id=request.user.pk,
+                idempotency=idempotency,
+            )
+        except errors.ApiError as exc:
+            self.message_user(request, f"Not reversed: {exc.message}", messages.ERROR)
+            return
+        note = " (already applied by an earlier submission)" if getattr(tx, "replayed", False) else ""
+        self.message_user(
+            request,
+            f"Reversed {format_amount(tx.amount)} {original.currency.code} of {original.hash}: "
+            f"transaction {tx.hash}{note}",
+            messages.SUCCESS,
+        )
 
 
 class MovementForm(forms.Form):
@@ -96,6 +205,24 @@ class MovementForm(forms.Form):
     def clean_amount(self):
         try:
             return parse_amount(self.cleaned_data["amount"])
+        except errors.ApiError as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+
+class ReversalForm(forms.Form):
+    amount = forms.CharField(
+        max_length=40, required=False, help_text="Leave empty to reverse all that remains; else a plain decimal."
+    )
+    memo = forms.CharField(max_length=256, help_text="Why the money goes back: recorded on the reversal.")
+    # One token per rendered form: submitting the same page twice replays instead of reversing twice.
+    token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+    def clean_amount(self):
+        raw = self.cleaned_data["amount"].strip()
+        if not raw:
+            return None
+        try:
+            return parse_amount(raw)
         except errors.ApiError as exc:
             raise forms.ValidationError(exc.message) from exc
 

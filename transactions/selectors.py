@@ -12,8 +12,9 @@ from django.db.models import QuerySet
 
 from audit.models import BalanceHistory
 from audit.receipts import canonical_transaction
+from currencies.money import format_amount
 from transactions import sql
-from transactions.events import transaction_document
+from transactions.events import reversed_hash, transaction_document
 from transactions.models import Transaction
 from wallet_project.core import errors
 from wallet_project.core.pagination import paginate
@@ -57,7 +58,7 @@ def history_queryset(
         qs = qs.filter(created_at__gte=created_after)
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
-    return qs.select_related("transaction", "transaction__currency").order_by("-id")
+    return qs.select_related("transaction", "transaction__currency", "transaction__reverses").order_by("-id")
 
 
 def history_page(
@@ -119,6 +120,7 @@ class _TransactionRow(NamedTuple):
     amount: Decimal
     memo: str
     created_at: datetime
+    reverses_hash: str | None  # a reversal's original
 
 
 def _user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[int, int]]:
@@ -137,13 +139,13 @@ def _position_rows(wallet_id: int, *, newest: int, limit: int) -> list:
     # SQLite hands back text for these columns: let the ORM convert
     return list(
         BalanceHistory.objects.filter(wallet_id=wallet_id, posting__lte=newest, posting__gt=newest - limit)
-        .select_related("transaction", "transaction__currency")
+        .select_related("transaction", "transaction__currency", "transaction__reverses")
         .order_by("-posting")
     )
 
 
 def _position_item(row: tuple) -> dict:
-    document = transaction_document(_TransactionRow(*row[:11]), currency_code=row[11])
+    document = transaction_document(_TransactionRow._make((*row[:11], row[13])), currency_code=row[11])
     document["direction"] = "sent" if row[12] < 0 else "received"
     return document
 
@@ -158,7 +160,7 @@ def history_item(entry: BalanceHistory) -> dict:
 
 def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
     tx = (
-        Transaction.objects.select_related("currency").filter(hash=tx_hash.lower()).first()
+        Transaction.objects.select_related("currency", "reverses").filter(hash=tx_hash.lower()).first()
         if len(tx_hash) == 64 and all(c in hexdigits for c in tx_hash)
         else None
     )
@@ -167,16 +169,37 @@ def transaction_get_by_hash(*, tx_hash: str) -> Transaction:
     return tx
 
 
+def _timestamp(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
 def receipt_document(tx: Transaction, *, viewer: AbstractUser | AnonymousUser | None) -> dict:
-    document = {
+    """The public receipt of ``tx``; its parties and staff also see who and the canonical encoding.
+
+    A reversal names what it takes back (``reverses``); any other transaction shows what of it was
+    reversed (``reversed_amount``, ``reversals``, oldest first), zero and none for most.
+    """
+    document: dict = {
         "hash": tx.hash,
         "signature": tx.signature,
         "status": tx.status,
         "type": tx.type,
         "currency": tx.currency.code,
-        "amount": transaction_document(tx, currency_code=tx.currency.code)["amount"],
-        "created_at": tx.created_at.isoformat().replace("+00:00", "Z"),
+        "amount": format_amount(tx.amount),
+        "created_at": _timestamp(tx.created_at),
     }
+    reverses = None
+    if tx.type == Transaction.Type.REVERSAL:
+        reverses = document["reverses"] = reversed_hash(tx)
+    else:
+        reversals = list(
+            Transaction.objects.filter(reverses_id=tx.pk).order_by("id").values_list("hash", "amount", "created_at")
+        )
+        document["reversals"] = [
+            {"hash": hash_, "amount": format_amount(amount), "created_at": _timestamp(created_at)}
+            for hash_, amount, created_at in reversals
+        ]
+        document["reversed_amount"] = format_amount(sum((amount for _, amount, _ in reversals), Decimal(0)))
     if (
         viewer is not None
         and viewer.is_authenticated
@@ -196,5 +219,6 @@ def receipt_document(tx: Transaction, *, viewer: AbstractUser | AnonymousUser | 
             amount=tx.amount,
             memo=tx.memo,
             created_at=tx.created_at,
+            reverses=reverses,
         ).decode()
     return document

@@ -1,4 +1,4 @@
-"""Where money moves: transfers, deposits, withdrawals and the sign-up grant.
+"""Where money moves: transfers, deposits, withdrawals, reversals and the sign-up grant.
 
 Every movement takes one path, ``ledger_post``, in named steps: prepare (everything that needs no
 lock: ids, hash, signature, the event's JSON), then in one database transaction claim or replay the
@@ -31,13 +31,14 @@ from audit.chain import entry_hash
 from audit.models import BalanceHistory
 from audit.receipts import sign, transaction_hash
 from currencies.models import Currency
-from currencies.money import MAX_AMOUNT, check_amount
+from currencies.money import MAX_AMOUNT, check_amount, format_amount
 from events.models import OutboxEvent
 from events.outbox import outbox_insert, publish_on_commit
 from transactions import sql
 from transactions.events import tx_created_event
 from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
 from transactions.models import IdempotencyKey, Transaction
+from transactions.selectors import transaction_get_by_hash
 from transactions.sql import LockedRow
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal, principal_account_valid
@@ -201,6 +202,11 @@ def _prepare(
 ) -> _Draft:
     """Everything that needs no lock: the row, its hash and signature, the event serialised."""
     assert idempotency is None or owner_id is not None  # an idempotency key belongs to a user
+    assert (type == Transaction.Type.REVERSAL) == (reverses_id is not None), (
+        "a reversal, and only one, names its original"
+    )
+    # A reversal's receipt covers what it takes back: the original's hash is part of what is hashed.
+    reverses = Transaction.objects.only("hash").get(pk=reverses_id) if reverses_id is not None else None
     created_at = timezone.now()
     trace_id = current_trace_id()
     tx = Transaction(
@@ -214,7 +220,7 @@ def _prepare(
         memo=memo,
         created_by_id=created_by_id,
         trace_id=trace_id,
-        reverses_id=reverses_id,
+        reverses=reverses,
         created_at=created_at,
     )
     tx.hash = transaction_hash(
@@ -226,6 +232,7 @@ def _prepare(
         amount=amount,
         memo=memo,
         created_at=created_at,
+        reverses=reverses.hash if reverses is not None else None,
     )
     tx.signature = sign(tx.hash)
     event_id = uuid.uuid4()
@@ -511,6 +518,93 @@ def withdrawal_create(
         type=Transaction.Type.WITHDRAWAL, user_id=user_id, currency=currency, amount=amount, memo=memo,
         created_by_id=created_by_id, idempotency=idempotency,
     )  # fmt: skip
+
+
+MAX_MEMO_LENGTH = 256
+
+
+def reversal_create(
+    *,
+    original: Transaction | None = None,
+    original_hash: str | None = None,
+    amount: Decimal | None = None,
+    memo: str,
+    created_by_id: int,
+    idempotency: Idempotency | None = None,
+) -> Transaction:
+    """Take back ``amount`` (default: all that is still reversible) of a transfer, deposit or withdrawal.
+
+    The reversal is a new transaction of type ``reversal`` naming the ``original`` (or the one with
+    ``original_hash``: 404 TRANSACTION_NOT_FOUND otherwise), never an edit of it. It moves the money
+    back: a transfer A→B reverses as B→A, a deposit to U as money leaving U, a withdrawal from U as
+    money entering U, whether or not those users are still active. Refusals: a reversal cannot itself
+    be reversed (400 INVALID_REQUEST), the reversals of one transaction never add up to more than it
+    (409 REVERSAL_EXCEEDS_ORIGINAL), and the wallet it debits must have the amount available (400
+    INSUFFICIENT_BALANCE); nothing moves then. ``memo`` (1-256 characters) says why. Staff with the
+    movement permission only: the caller checks ``can_move_money``; ``created_by_id`` is recorded on
+    the transaction and owns the idempotency key.
+    """
+    assert (original is None) != (original_hash is None), "give the original or its hash"
+    if original is None:
+        original = transaction_get_by_hash(tx_hash=original_hash or "")
+    if original.type == Transaction.Type.REVERSAL:
+        raise errors.InvalidRequest(
+            "a reversal cannot be reversed: it is already the correction of another transaction; "
+            "move the money again with a new transaction instead"
+        )
+    if not memo.strip() or len(memo) > MAX_MEMO_LENGTH:
+        raise errors.InvalidRequest(
+            f"memo must say why (1-{MAX_MEMO_LENGTH} characters)", errors={"memo": ["required, 1-256 characters"]}
+        )
+    currency = original.currency
+    wanted = None if amount is None else check_amount(amount, decimals=currency.decimals, limit=None)
+    reversed_tx = original  # (narrowed for the closures)
+
+    def body() -> Outcome[Transaction]:
+        remaining = _reversible_remainder(reversed_tx)
+        take = remaining if wanted is None else wanted
+        if remaining <= 0 or take > remaining:
+            raise errors.ReversalExceedsOriginal(
+                f"only {format_amount(remaining)} {currency.code} of the original's "
+                f"{format_amount(reversed_tx.amount)} is left to reverse"
+            )
+        tx = ledger_post(
+            type=Transaction.Type.REVERSAL,
+            currency=currency,
+            amount=take,
+            from_user_id=reversed_tx.to_user_id,
+            to_user_id=reversed_tx.from_user_id,
+            memo=memo,
+            created_by_id=created_by_id,
+            reverses_id=reversed_tx.pk,
+            composed=True,
+        )
+        return Outcome(tx, transaction_id=tx.pk)
+
+    def replay(record: IdempotencyKey) -> Transaction:
+        assert record.transaction_id is not None
+        tx = Transaction.objects.select_related("currency", "reverses").get(pk=record.transaction_id)
+        tx.replayed = True
+        return tx
+
+    return run_idempotent(idempotency=idempotency, owner_id=created_by_id, body=body, replay=replay)
+
+
+def _reversible_remainder(original: Transaction) -> Decimal:
+    """What of ``original`` its reversals have not taken back yet, read under its wallets' lock.
+
+    Every reversal of ``original`` posts on the same wallets, the original's parties' in its currency,
+    and locks them (ascending primary key, as ``ledger_post`` does) before it reads this sum. So of two
+    concurrent reversals, the second waits for the first to commit or roll back, and its sum, a new
+    statement and so (READ COMMITTED) a new snapshot, counts the first; the check and the write that
+    follows it see one state. ``ledger_post`` then locks the same rows again, at no cost: this
+    transaction holds them until it ends.
+    """
+    wallet_ids = [pk for pk in (original.from_wallet_id, original.to_wallet_id) if pk is not None]
+    list(Wallet.objects.select_for_update().filter(pk__in=wallet_ids).order_by("pk").values_list("pk", flat=True))
+    # Summed here, exactly (SQLite sums money as floats); a transaction has few reversals.
+    taken = sum(Transaction.objects.filter(reverses_id=original.pk).values_list("amount", flat=True), ZERO)
+    return original.amount - taken
 
 
 # -- Changes of ``held`` and the services above the ledger ------------------------------------------

@@ -193,12 +193,15 @@ def write_movement(tx: TransactionValues, legs: Sequence[LegValues], event: Even
 # range with the user's whole history): it is one backward range of the (wallet, seq) index.
 USER_CHAINS_SQL = "SELECT id, postings FROM wallets_wallet WHERE user_id = %s AND postings > 0"
 USER_CURRENCY_CHAIN_SQL = USER_CHAINS_SQL + " AND currency_id = %s"
+# A reversal's row also carries the hash of what it takes back (``o``: none for the other types, whose
+# null ``reverses_id`` joins nothing).
 POSITION_PAGE_SQL = """
 SELECT t.id, t.hash, t.signature, t.status, t.type, t.from_user_id, t.to_user_id, t.currency_id, t.amount,
-       t.memo, t.created_at, c.code, h.delta
+       t.memo, t.created_at, c.code, h.delta, o.hash
 FROM audit_balancehistory h
 JOIN transactions_transaction t ON t.id = h.transaction_id
 JOIN currencies_currency c ON c.id = t.currency_id
+LEFT JOIN transactions_transaction o ON o.id = t.reverses_id
 WHERE h.wallet_id = %s AND h.posting <= %s AND h.posting > %s
 ORDER BY h.posting DESC
 """
@@ -215,7 +218,7 @@ def user_chains(user_id: int, *, currency_id: int | None = None) -> list[tuple[i
 
 
 def position_rows(wallet_id: int, *, newest: int, limit: int) -> list[tuple]:
-    """The page's rows: the transaction's columns, the currency code and the leg's delta."""
+    """The page's rows: the transaction's columns, the currency code, the leg's delta, the reversed hash."""
     with prepared_cursor() as cursor:
         cursor.execute(POSITION_PAGE_SQL, [int8(wallet_id), int8(newest), int8(newest - limit)])
         return cursor.fetchall()

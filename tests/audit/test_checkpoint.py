@@ -70,6 +70,8 @@ def test_checkpoint_writes_a_signed_row_an_event_and_a_file(ledger, tmp_path):
         "balances": "140.00000000",
         "deposits": "150.00000000",
         "withdrawals": "10.00000000",
+        "deposits_reversed": "0.00000000",
+        "withdrawals_reversed": "0.00000000",
     }
     assert sorted(w for w, _, _ in document["heads"]) == sorted([_wallet(u).pk for u in ledger])
     assert {(w, n, h) for w, n, h in document["heads"]} == {

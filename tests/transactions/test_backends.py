@@ -20,11 +20,12 @@ from django.db import connection
 from accounts.models import User
 from accounts.services import user_create
 from audit.models import BalanceHistory
+from audit.reconcile import reconcile
 from currencies.models import Currency
 from events.models import OutboxEvent
 from tests.ledger import flushable_append_only_tables
 from transactions.models import IdempotencyKey, Transaction
-from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
+from transactions.services import Idempotency, deposit_create, reversal_create, transfer_create, withdrawal_create
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal
 from wallets.models import Wallet
@@ -32,7 +33,7 @@ from wallets.models import Wallet
 ROOT = Path(__file__).resolve().parents[2]
 DUMP_TO = "LEDGER_ROWS_DUMP"
 VOLATILE = {"uid", "event_id", "created_at", "updated_at", "occurred_at", "timestamp", "trace_id", "hash",
-            "signature", "prev_hash", "entry_hash", "audit_head", "key", "fingerprint"}  # fmt: skip
+            "signature", "prev_hash", "entry_hash", "audit_head", "key", "fingerprint", "reverses"}  # fmt: skip
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -50,21 +51,27 @@ def movements(settings) -> None:
     alice = user_create(username="alice", email="alice@example.com", password="a long passphrase 1")  # the grant
     bob = user_create(username="bob", email="bob@example.com", password="a long passphrase 2")
     principal = Principal(id=alice.pk, username="alice", token_version=alice.token_version)
-    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal("12.5"), memo="rent",
-                    principal=principal)  # fmt: skip
-    deposit_create(user_id=bob.pk, currency=usdt, amount=Decimal("0.000001"), created_by_id=cashier.pk)
-    withdrawal_create(user_id=alice.pk, currency=usdt, amount=Decimal("87.5"), created_by_id=cashier.pk,
-                      idempotency=Idempotency(key="w-1", scope="withdrawal", fingerprint="f"))  # fmt: skip
+    transfer = transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal("12.5"),
+                               memo="rent", principal=principal)  # fmt: skip
+    deposit = deposit_create(user_id=bob.pk, currency=usdt, amount=Decimal("0.000001"), created_by_id=cashier.pk)
+    withdrawal = withdrawal_create(user_id=alice.pk, currency=usdt, amount=Decimal("87.5"), created_by_id=cashier.pk,
+                                   idempotency=Idempotency(key="w-1", scope="withdrawal", fingerprint="f"))  # fmt: skip
     with pytest.raises(errors.InsufficientBalance):
         transfer_create(sender_id=bob.pk, recipient_id=alice.pk, currency=usdt, amount=Decimal("5000"),
                         idempotency=Idempotency(key="t-1", scope="transfer", fingerprint="f"))  # fmt: skip
+    # A reversal of each kind (the partial one behind a key, replayed once).
+    for _ in range(2):
+        reversal_create(original=transfer, amount=Decimal("2.5"), memo="overpaid", created_by_id=cashier.pk,
+                        idempotency=Idempotency(key="r-1", scope="reversal", fingerprint="f"))  # fmt: skip
+    reversal_create(original=deposit, memo="bounced", created_by_id=cashier.pk)
+    reversal_create(original=withdrawal, amount=Decimal("7.5"), memo="returned", created_by_id=cashier.pk)
 
 
 def rows() -> dict:
     users = dict(User.objects.values_list("id", "username"))
     wallets = {w.pk: f"{users[w.user_id]}/{w.currency.code}" for w in Wallet.objects.select_related("currency")}
     txs = {pk: f"tx{n}" for n, pk in enumerate(Transaction.objects.order_by("id").values_list("id", flat=True))}
-    names = {"user": users, "wallet": wallets, "transaction": txs, "created_by": users}
+    names = {"user": users, "wallet": wallets, "transaction": txs, "created_by": users, "reverses": txs}
 
     def plain(value, field=""):
         if isinstance(value, dict):
@@ -101,9 +108,21 @@ def test_the_movements_leave_the_ledger_balanced(settings, tmp_path):
     movements(settings)
     dump = rows()
     balances = {w["user_id"]: Decimal(w["balance"]) for w in dump["wallets"] if w["currency_id"] == 1}
-    assert balances == {"alice": Decimal("900"), "bob": Decimal("1012.500001")}
-    assert [k["error_code"] for k in dump["keys"]] == ["INSUFFICIENT_BALANCE", ""]  # t-1, w-1
-    assert len(dump["outbox"]) == len(dump["transactions"]) == 5
+    assert balances == {"alice": Decimal("910"), "bob": Decimal("1010")}
+    assert [k["error_code"] for k in dump["keys"]] == ["", "INSUFFICIENT_BALANCE", ""]  # r-1, t-1, w-1
+    assert len(dump["outbox"]) == len(dump["transactions"]) == 8
+    assert [t["reverses_id"] for t in dump["transactions"]] == [None] * 5 + [
+        "tx2",
+        "tx3",
+        "tx4",
+    ]  # the grants, then the three originals
+    # reconcile's own paths on this backend (SQLite sums money in Python) agree.
+    report = reconcile(verify_receipts=True)
+    assert report.ok, [(c.name, c.examples) for c in report.checks if not c.ok]
+    assert {c.name: c.checked for c in report.checks}["reversals"] == 3
+    supply = report.supply["USDT"]
+    assert (supply["deposits_reversed"], supply["withdrawals_reversed"]) == ("0.00000100", "7.50000000")
+    assert supply["balances"] == supply["expected"] == "1920.00000000"
     if os.environ.get(DUMP_TO):
         Path(os.environ[DUMP_TO]).write_text(json.dumps(dump, indent=1, sort_keys=True))
 

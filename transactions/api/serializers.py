@@ -40,6 +40,11 @@ class MovementIn(FlatStrictSerializer):
     memo = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
 
 
+class ReversalIn(FlatStrictSerializer):
+    amount = AmountField(required=False, help_text="Default: all of the original that is not reversed yet")
+    memo = serializers.CharField(max_length=256, help_text="Why the money goes back (required)")
+
+
 class CurrencyCodeQuery(QueryField):
     """A currency code, resolved to the currency's id: an unknown one is 404 NOT_FOUND, an empty one none."""
 
@@ -67,7 +72,7 @@ class TransactionOut(serializers.Serializer):
     hash = serializers.CharField(help_text="SHA-256 of the canonical transaction encoding")
     signature = serializers.CharField(help_text="Ed25519 signature of the hash, hex")
     status = serializers.CharField()
-    type = serializers.ChoiceField(choices=["transfer", "deposit", "withdrawal"])
+    type = serializers.ChoiceField(choices=Transaction.Type.values)
     from_user_id = serializers.IntegerField(allow_null=True)
     to_user_id = serializers.IntegerField(allow_null=True)
     currency_id = serializers.IntegerField()
@@ -75,6 +80,9 @@ class TransactionOut(serializers.Serializer):
     amount = serializers.CharField(help_text="Decimal string with 8 places")
     memo = serializers.CharField()
     created_at = serializers.DateTimeField()
+    reverses = serializers.CharField(
+        required=False, help_text="Only for a reversal: the hash of the transaction it takes back"
+    )
 
     # The fields are the schema; the representation is transaction_document's, the one function every
     # response and event uses (a history page renders raw rows with it, which a serializer per row
@@ -104,6 +112,12 @@ class HistoryPageOut(serializers.Serializer):
     pagination = PaginationOut()
 
 
+class ReversalRefOut(serializers.Serializer):
+    hash = serializers.CharField()
+    amount = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
 class ReceiptOut(serializers.Serializer):
     hash = serializers.CharField()
     signature = serializers.CharField()
@@ -112,6 +126,13 @@ class ReceiptOut(serializers.Serializer):
     currency = serializers.CharField()
     amount = serializers.CharField()
     created_at = serializers.DateTimeField()
+    reverses = serializers.CharField(
+        required=False, help_text="Only for a reversal: the hash of the transaction it takes back"
+    )
+    reversed_amount = serializers.CharField(
+        required=False, help_text="Not for a reversal: how much of this transaction reversals took back"
+    )
+    reversals = ReversalRefOut(many=True, required=False, help_text="Not for a reversal: its reversals, oldest first")
     from_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
     to_user_id = serializers.IntegerField(required=False, help_text="Only for a party or staff")
     uid = serializers.UUIDField(required=False, help_text="Only for a party or staff")

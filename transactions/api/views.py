@@ -11,6 +11,7 @@ from transactions.api.serializers import (
     MovementIn,
     PublicKeyOut,
     ReceiptOut,
+    ReversalIn,
     TransactionHistoryFilter,
     TransactionOut,
     TransferIn,
@@ -19,7 +20,7 @@ from transactions.api.serializers import (
 from transactions.events import transaction_document
 from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
 from transactions.selectors import history_page, receipt_document, recipient_id_by_username, transaction_get_by_hash
-from transactions.services import Idempotency, deposit_create, transfer_create, withdrawal_create
+from transactions.services import Idempotency, deposit_create, reversal_create, transfer_create, withdrawal_create
 from wallet_project.core import errors
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.principal import principal_check, unverified_principal
@@ -157,6 +158,43 @@ class MovementViewSet(viewsets.ViewSet):
     )
     def withdraw(self, request):
         return self._create(request, withdrawal_create, "withdrawal")
+
+
+class ReversalViewSet(viewsets.ViewSet):
+    """Reversals: money of a completed transaction moved back, as a new transaction. Staff with the permission only."""
+
+    permission_classes = [CanMoveMoney]
+
+    @extend_schema(
+        summary="Reverse a transfer, deposit or withdrawal, in full or in part (staff)",
+        request=ReversalIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={201: TransactionOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["staff"],
+    )
+    def create(self, request, tx_hash: str):
+        key = validate_key(request.headers.get(HEADER))
+        # The original is part of what the key stands for: the same body against another hash is another request.
+        idempotency = (
+            None
+            if key is None
+            else Idempotency(
+                key=key,
+                scope="reversal",
+                fingerprint=request_fingerprint("reversal", {"transaction": tx_hash.lower(), "body": request.data}),
+            )
+        )
+        serializer = ReversalIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        tx = reversal_create(
+            original_hash=tx_hash,
+            amount=data.get("amount"),
+            memo=data["memo"],
+            created_by_id=request.user.pk,
+            idempotency=idempotency,
+        )
+        return _money_response(tx, transaction_document(tx, currency_code=tx.currency.code), status=201)
 
 
 class HistoryViewSet(viewsets.ViewSet):

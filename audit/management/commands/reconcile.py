@@ -51,7 +51,8 @@ class Command(BaseCommand):
             for code, totals in report.supply.items():
                 self.stdout.write(
                     f"         supply {code:<5} balances={totals['balances']} deposits={totals['deposits']} "
-                    f"withdrawals={totals['withdrawals']}"
+                    f"withdrawals={totals['withdrawals']} deposits_reversed={totals['deposits_reversed']} "
+                    f"withdrawals_reversed={totals['withdrawals_reversed']}"
                 )
             for source, described in report.checkpoints.items():
                 self.stdout.write(f"         checkpoint {source}: {json.dumps(described, default=str)}")
