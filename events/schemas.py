@@ -341,8 +341,13 @@ def _hold_problems(hold: dict[str, Any]) -> list[str]:
     captured, remaining = _money(hold.get("captured")), _money(hold.get("remaining"))
     if captured is None or remaining is None:
         problems.append("captured or remaining is not a decimal string with 8 places")
-    elif _is_amount(hold.get("amount")) and captured + remaining != Decimal(hold["amount"]):
-        problems.append("captured + remaining differs from amount")
+    elif hold.get("status") == "active":
+        if _is_amount(hold.get("amount")) and captured + remaining != Decimal(hold["amount"]):
+            problems.append("captured + remaining of an active hold differs from amount")
+    elif remaining != 0:
+        problems.append("remaining of a hold that is not active is not zero")
+    elif _is_amount(hold.get("amount")) and captured > Decimal(hold["amount"]):
+        problems.append("captured exceeds amount")
     expires_at = hold.get("expires_at")
     if not (expires_at is None or _is_timestamp(expires_at)):
         problems.append("expires_at is not null or an ISO 8601 timestamp with a zone")

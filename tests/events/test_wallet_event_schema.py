@@ -95,13 +95,14 @@ def test_malformed_events_are_named(every_event):
 
     def status(value):
         value["hold"]["status"] = "voided"
+        value["hold"]["remaining"] = "0.00000000"  # as a voided hold shows it: only the status is wrong
 
     assert wallet_event_problems(**altered(created, status)) == ["hold.status 'voided' does not follow hold.created"]
 
     def amounts(value):
         value["hold"]["remaining"] = "1234.00000000"
 
-    assert wallet_event_problems(**altered(created, amounts)) == ["hold.captured + remaining differs from amount"]
+    assert wallet_event_problems(**altered(created, amounts)) == ["hold.captured + remaining of an active hold differs from amount"]
 
     def float_amount(value):
         value["hold"]["amount"] = 30.0
