@@ -19,7 +19,8 @@ Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
    signed without the receipt key, so it is caught by the routine run.
 6. ``checkpoint``: that checkpoint's commitments still hold: as many transactions up to its last id
    (a deleted one, or a forged one slipped into an old id, changes the count), the same deposits and
-   withdrawals up to it, and every wallet's chain, cut at that id, has the signed length and head.
+   withdrawals up to it, and every wallet's chain, cut at its last entry id (at its last transaction
+   id for a checkpoint of version 1: ``Cut``), has the signed length and head.
    ``checkpoint_file`` does the same for a checkpoint kept outside the database
    (``reconcile --checkpoint FILE``), and names each wallet whose committed entries are gone.
 7. ``holds``: every wallet's ``held`` is the sum of ``amount - captured`` of its holds whose stored
@@ -50,7 +51,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.chain import GENESIS_HASH
 from audit.receipts import transaction_hash, verify
-from audit.signed import HeadsDigest, load_file, newest_valid
+from audit.signed import HeadsDigest, Signed, load_file, newest_valid
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
@@ -148,10 +149,17 @@ _CHAIN_SQL_PG = _CHAIN_SQL.replace("h.created_at,", _CREATED_AT_ISO + ",")
 
 
 class Cut:
-    """Every wallet's chain cut at one transaction id: the length and head a checkpoint committed to."""
+    """Every wallet's chain cut where a checkpoint cut it: the length and head it committed to.
 
-    def __init__(self, last_transaction_id: int, *, keep: bool = False) -> None:
-        self.last_transaction_id = last_transaction_id
+    A checkpoint of version 2 cuts at its last balance-history entry id (an entry that changes
+    ``held`` alone has no transaction); one of version 1, signed before holds existed, at its last
+    transaction id. Within a wallet, ids grow with the position (entries are appended under the
+    wallet's lock), so either cut is a prefix of every chain.
+    """
+
+    def __init__(self, signed: Signed, *, keep: bool = False) -> None:
+        self.by_entry = signed.last_entry_id is not None
+        self.bound = signed.last_entry_id if signed.last_entry_id is not None else signed.last_transaction_id
         self.digest = HeadsDigest()
         self.heads: dict[int, tuple[int, str]] | None = {} if keep else None
 
@@ -176,7 +184,7 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
     prev_held = Decimal(0)
     total = Decimal(0)
     position = 0
-    # Per cut: position and hash of the wallet's last entry whose transaction is within the cut.
+    # Per cut: position and hash of the wallet's last entry within the cut.
     cut_state: list[tuple[int, str]] = [(0, GENESIS_HASH)] * len(cuts)
 
     def close_wallet(wallet_id: int) -> None:
@@ -241,7 +249,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
             )
         prev_hash, prev_after, prev_held, total = entry, after, held_after, total + delta
         for index, cut in enumerate(cuts):
-            if tx_id is not None and tx_id <= cut.last_transaction_id:
+            key = entry_id if cut.by_entry else tx_id
+            if key is not None and key <= cut.bound:
                 cut_state[index] = (position, entry)
     if current is not None:
         close_wallet(current)
@@ -636,7 +645,7 @@ def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transa
             receipts.fail(transaction_id=tx_id, hash_ok=recomputed == tx_hash)
 
 
-def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tuple[int, int, str]] | None) -> None:
+def _check_checkpoint(check: Check, signed: Signed, cut: Cut, file_heads: list[tuple[int, int, str]] | None) -> None:
     """Prove that what ``signed`` committed to is still in the database (``cut`` streamed the chains)."""
     fields = signed.fields
     last_id = signed.last_transaction_id
@@ -690,12 +699,14 @@ def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tupl
         )
 
 
-def _describe(signed: Any) -> dict[str, Any]:
+def _describe(signed: Signed) -> dict[str, Any]:
     fields = signed.fields
     return {
         "uid": fields["uid"],
+        "version": signed.version,
         "created_at": fields["created_at"],
         "last_transaction_id": fields["last_transaction_id"],
+        "last_entry_id": signed.last_entry_id,
         "transaction_count": fields["transaction_count"],
     }
 
@@ -732,11 +743,11 @@ def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = No
             stored.fail(checkpoint_id=pk, problem="checkpoint row's signature does not verify")
         cuts: list[Cut] = []
         if db_signed is not None:
-            db_cut = Cut(db_signed.last_transaction_id)
+            db_cut = Cut(db_signed)
             cuts.append(db_cut)
             checkpoints["database"] = _describe(db_signed)
         if file_signed is not None:
-            file_cut = Cut(file_signed.last_transaction_id, keep=True)
+            file_cut = Cut(file_signed, keep=True)
             cuts.append(file_cut)
             checkpoints["file"] = _describe(file_signed)
         _check_chains_and_balances(balances, chains, cuts)
