@@ -131,6 +131,11 @@ def _iso(value: Any) -> str:
     return _aware(value).isoformat()
 
 
+def _uuid_text(value: Any) -> str:
+    text = str(value)  # SQLite hands back a UUIDField as 32 hex digits
+    return text if len(text) == 36 else f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 # datetime.isoformat() of a UTC timestamp, written by PostgreSQL (parsing 2M timestamps in Python costs
 # more than the rest of the chain check): microseconds only when non-zero, offset "+00:00".
 _CREATED_AT_ISO = (
@@ -228,7 +233,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
         created = created_at if isinstance(created_at, str) and "T" in created_at else _iso(created_at)
         parts = [prev, str(wallet_id), tx_hash or "", _fmt(delta), _fmt(before), _fmt(after), created]
         if held_before or held_delta or held_after or hold_uid:  # as audit.chain.entry_hash hashes them
-            parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), str(hold_uid) if hold_uid else ""]
+            uid = _uuid_text(hold_uid) if hold_uid else ""
+            parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), uid]
         recomputed = hashlib.sha256("|".join(parts).encode()).hexdigest()
         if (
             prev != prev_hash
@@ -508,11 +514,6 @@ HOLD_STATUSES = ("active", "captured", "voided", "expired")
 
 def _money_sql(sql: str) -> str:
     return sql if connection.vendor == "postgresql" else sql.replace("SUM(", "money_sum(")
-
-
-def _uuid_text(value: Any) -> str:
-    text = str(value)  # SQLite keeps a UUIDField as 32 hex digits
-    return text if len(text) == 36 else f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _money_or_zero(value: Any) -> Decimal:
