@@ -1,11 +1,16 @@
 """Signed ledger checkpoints: the chains' heads anchored outside the database.
 
 A hash chain proves that nothing *inside* it was changed, but a database superuser can rewind a
-wallet to its previous entry and delete the newest one (with its transaction): what remains is a
-shorter, perfectly valid chain. A checkpoint commits, under the receipt key, to every wallet's
-chain length and head, the number of transactions up to the last id and the per-currency supply.
-Kept outside the database (the ``--out`` file, the published event), it lets ``reconcile
---checkpoint FILE`` prove that everything it covered is still there.
+wallet to its previous entry and delete the newest one (with its transaction, or the hold it
+placed): what remains is a shorter, perfectly valid chain. A checkpoint commits, under the receipt
+key, to every wallet's chain length and head, the last transaction id and the number of
+transactions up to it, the last balance-history entry id, and the per-currency supply (balances
+and ``held``; deposits and withdrawals up to the last transaction). Kept outside the database (the
+``--out`` file, the published event), it lets ``reconcile --checkpoint FILE`` prove that everything
+it covered is still there: every chain cut at the last entry id has the committed length and head.
+Entries that change ``held`` alone have no transaction, which is why the cut is by entry id (payload
+version 2); checkpoints of version 1 cut at the last transaction id and are still verified that way
+(``audit.signed``).
 
 The routine ``reconcile`` uses the newest validly signed checkpoint in the database to verify
 receipt signatures only for the transactions after it (see ``audit.reconcile``).
@@ -15,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from audit import receipts
 from audit.models import Checkpoint
@@ -30,8 +36,12 @@ from audit.signed import CHECKPOINT_VERSION, CheckpointError, HeadsDigest, Signe
 from events.outbox import outbox_insert, publish_on_commit
 from events.schemas import checkpoint_v1
 
+logger = logging.getLogger(__name__)
+
 # pg_advisory_lock key of the checkpoint command (any constant no other code uses).
 ADVISORY_LOCK = int.from_bytes(hashlib.sha256(b"wallet:ledger-checkpoint").digest()[:7], "big")
+DEADLOCK_DETECTED = "40P01"
+SNAPSHOT_ATTEMPTS = 3
 
 
 def _heads() -> list[tuple[int, int, str]]:
@@ -51,13 +61,14 @@ def _heads() -> list[tuple[int, int, str]]:
 
 
 def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
-    """The checkpoint's fields and heads, read in one snapshot with money movements held back.
+    """The checkpoint's fields and heads, read in one snapshot with every write to the chains held back.
 
-    On PostgreSQL the transaction table is locked in SHARE mode before the snapshot is taken: it
-    waits for money movements in flight to commit and holds new ones back until this (short, read
-    only) transaction ends. Without it a transaction with a smaller id could commit after the
-    snapshot (ids are taken at insert, not at commit), and "every transaction up to the last id"
-    would not be what the checkpoint saw.
+    On PostgreSQL the transaction and balance-history tables are locked in SHARE mode before the
+    snapshot is taken: that waits for the writers in flight to commit (money movements, and changes
+    of ``held`` alone, which write history but no transaction) and holds new ones back until this
+    (short, read only) transaction ends. Without it a row with a smaller id could commit after the
+    snapshot (ids are taken at insert, not at commit), and "everything up to the last id" would not
+    be what the checkpoint saw.
     """
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -65,10 +76,14 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
             with connection.cursor() as cursor:
                 if outermost:  # LOCK is not a query: the snapshot is taken after it, with the lock held
                     cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                cursor.execute("LOCK TABLE transactions_transaction IN SHARE MODE")
+                # Movements lock both tables at once (one statement writes the transaction and its
+                # legs), in this order; see ``_snapshot_retrying`` for the one writer that does not.
+                cursor.execute("LOCK TABLE transactions_transaction, audit_balancehistory IN SHARE MODE")
         with connection.cursor() as cursor:
             cursor.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM transactions_transaction")
             count, last_id = cursor.fetchone()
+            cursor.execute("SELECT COALESCE(MAX(id), 0) FROM audit_balancehistory")
+            (last_entry_id,) = cursor.fetchone()
             cursor.execute("SELECT COUNT(*) FROM wallets_wallet")  # (SQL: audit reads no ledger model)
             (wallet_count,) = cursor.fetchone()
         heads = _heads()
@@ -78,30 +93,61 @@ def _snapshot() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
             "created_at": datetime.now(UTC).isoformat(),
             "last_transaction_id": int(last_id),
             "transaction_count": int(count),
+            "last_entry_id": int(last_entry_id),
             "wallet_count": int(wallet_count),
             "heads_digest": heads_digest(heads),
             "wallets_with_history": len(heads),
-            # Balances only: the movements up to the last id cannot change once the lock is gone, so
-            # their totals (a scan of every transaction) are added after it is released.
-            "supply": {code: {"balances": totals["balances"]} for code, totals in supply_totals(0).items()},
+            # Balances and held only: the movements up to the last id cannot change once the lock is
+            # gone, so their totals (a scan of every transaction) are added after it is released.
+            "supply": {
+                code: {"balances": totals["balances"], "held": totals["held"]}
+                for code, totals in supply_totals(0).items()
+            },
         }
     return fields, heads
 
 
-def heads_at(last_transaction_id: int) -> tuple[str, int]:
-    """Digest and wallet count of every chain cut at ``last_transaction_id`` (its entries' stored hashes).
+def _snapshot_retrying() -> tuple[dict[str, Any], list[tuple[int, int, str]]]:
+    """``_snapshot``, taken again when PostgreSQL chose it to break a deadlock.
+
+    A spend that finds its money kept back by expired holds releases them first (balance history)
+    and writes its transaction after: if the snapshot locked the transactions in between, each
+    waits for the other. The snapshot writes nothing, so it can simply start over.
+    """
+    for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+        try:
+            return _snapshot()
+        except OperationalError as exc:
+            retryable = getattr(exc.__cause__, "sqlstate", None) == DEADLOCK_DETECTED
+            if not retryable or attempt == SNAPSHOT_ATTEMPTS or connection.in_atomic_block:
+                raise
+            logger.warning("checkpoint snapshot deadlocked with a writer; taking it again", extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+_HEADS_AT_SQL = (
+    "SELECT h.wallet_id, h.seq, h.entry_hash FROM audit_balancehistory h JOIN ("
+    " SELECT wallet_id, MAX(seq) AS seq FROM audit_balancehistory WHERE {within} GROUP BY wallet_id"
+    ") cut ON cut.wallet_id = h.wallet_id AND cut.seq = h.seq ORDER BY h.wallet_id"
+)
+_HEADS_AT_ENTRY_SQL = _HEADS_AT_SQL.format(within="id <= %s")
+_HEADS_AT_TRANSACTION_SQL = _HEADS_AT_SQL.format(within="transaction_id <= %s")
+
+
+def heads_at(signed: Signed) -> tuple[str, int]:
+    """Digest and wallet count of every chain cut where ``signed`` cut it (its entries' stored hashes):
+    at its last entry id, or for a version 1 checkpoint at its last transaction id.
 
     The hash at the cut commits to every entry before it as long as the chain links verify, which
     every ``reconcile`` proves.
     """
+    if signed.last_entry_id is not None:
+        sql, bound = _HEADS_AT_ENTRY_SQL, signed.last_entry_id
+    else:
+        sql, bound = _HEADS_AT_TRANSACTION_SQL, signed.last_transaction_id
     digest = HeadsDigest()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT h.wallet_id, h.seq, h.entry_hash FROM audit_balancehistory h JOIN ("
-            " SELECT wallet_id, MAX(seq) AS seq FROM audit_balancehistory WHERE transaction_id <= %s"
-            " GROUP BY wallet_id) cut ON cut.wallet_id = h.wallet_id AND cut.seq = h.seq ORDER BY h.wallet_id",
-            [last_transaction_id],
-        )
+        cursor.execute(sql, [bound])
         for wallet_id, seq, entry in cursor:
             digest.add(wallet_id, seq, entry)
     return digest.hexdigest(), digest.wallets
@@ -125,7 +171,7 @@ def _extends(previous: Signed | None, fields: dict[str, Any]) -> list[dict[str, 
             count = cursor.fetchone()[0]
         if count != committed["transaction_count"]:
             problems.append({"problem": "transactions up to the previous checkpoint changed", "found": count})
-        if heads_at(since) != (committed["heads_digest"], committed["wallets_with_history"]):
+        if heads_at(previous) != (committed["heads_digest"], committed["wallets_with_history"]):
             problems.append({"problem": "chain heads at the previous checkpoint changed"})
         then = supply_totals(since)
         for code, totals in committed["supply"].items():
@@ -165,7 +211,7 @@ def _one_at_a_time() -> Iterator[None]:
 
 
 def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
-    fields, heads = _snapshot()
+    fields, heads = _snapshot_retrying()
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if outermost and connection.vendor == "postgresql":
@@ -174,6 +220,8 @@ def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
         previous, _ = newest_valid()
         if previous is not None and previous.last_transaction_id > fields["last_transaction_id"]:
             raise CheckpointError("the newest checkpoint covers transactions that are gone (run reconcile)")
+        if previous is not None and (previous.last_entry_id or 0) > fields["last_entry_id"]:
+            raise CheckpointError("the newest checkpoint covers balance-history entries that are gone (run reconcile)")
         for code, totals in supply_totals(fields["last_transaction_id"]).items():
             fields["supply"][code].update({key: totals[key] for key in MOVEMENT_TOTALS})
         problems = _extends(previous, fields)

@@ -14,7 +14,7 @@ Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
    transaction's currency, and to the history row's user (a wallet handed to another user is caught here).
 4. ``supply``: per currency, the sum of balances equals deposits minus withdrawals, minus the
    reversals of deposits (money leaving: a reversal without recipient) plus the reversals of
-   withdrawals (money entering: one without sender).
+   withdrawals (money entering: one without sender); the sum of ``held`` is reported beside it.
 5. ``receipts``: every transaction hash recomputes from its canonical encoding and its signature
    verifies, for the transactions after the newest validly signed checkpoint in the database (all
    of them with ``verify_receipts=True`` or when there is no checkpoint). A forged transfer cannot be
@@ -22,13 +22,22 @@ Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
 6. ``checkpoint``: that checkpoint's commitments still hold: as many transactions up to its last id
    (a deleted one, or a forged one slipped into an old id, changes the count), the same deposits,
    withdrawals and reversals of each up to it (the totals it signed: older checkpoints have no
-   reversals), and every wallet's chain, cut at that id, has the signed length and head.
+   reversals), and every wallet's chain, cut at its last entry id (at its last transaction id for a
+   checkpoint of version 1: ``Cut``), has the signed length and head.
    ``checkpoint_file`` does the same for a checkpoint kept outside the database
    (``reconcile --checkpoint FILE``), and names each wallet whose committed entries are gone.
 7. ``reversals``: every reversal names a transaction that exists, is older and is no reversal; it is
    in that transaction's currency and between the same parties the other way round (its legs, by
    check 3, are on those parties' wallets); and the reversals of a transaction add up to no more
    than its amount.
+8. ``holds``: every wallet's ``held`` is the sum of ``amount - captured`` of its holds whose stored
+   status is ``active``; every hold is on its payer's wallet in its currency, has
+   ``0 <= captured <= amount`` (all of it once ``captured``), a status that agrees with ``closed_at``,
+   and ``captured`` equal to the sum of its captures; each capture's transaction moved that amount
+   from the hold's payer and wallet in its currency, no later than the hold was closed, with a leg
+   that releases it from the hold; and the hold's entries in the chain add up: +amount when placed,
+   -each capture in the capture's leg, -what remained when voided or expired (zero once closed).
+   Entries that name no hold are reported too.
 
 Memory stays bounded: rows are streamed with server-side cursors, only per-wallet state is kept.
 """
@@ -40,6 +49,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, NamedTuple
 
 from django.conf import settings
@@ -48,7 +58,7 @@ from django.utils.dateparse import parse_datetime
 
 from audit.chain import GENESIS_HASH
 from audit.receipts import transaction_hash, verify
-from audit.signed import HeadsDigest, load_file, newest_valid
+from audit.signed import HeadsDigest, Signed, load_file, newest_valid
 
 MAX_EXAMPLES = 20
 CHUNK = 10_000
@@ -69,7 +79,7 @@ class Check:
     def fail(self, **example: Any) -> None:
         self.mismatches += 1
         if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append({k: str(v) if isinstance(v, Decimal) else v for k, v in example.items()})
+            self.examples.append({k: _fmt(v) if isinstance(v, Decimal) else v for k, v in example.items()})
 
 
 @dataclass
@@ -128,6 +138,11 @@ def _iso(value: Any) -> str:
     return _aware(value).isoformat()
 
 
+def _uuid_text(value: Any) -> str:
+    text = str(value)  # SQLite hands back a UUIDField as 32 hex digits
+    return text if len(text) == 36 else f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 # datetime.isoformat() of a UTC timestamp, written by PostgreSQL (parsing 2M timestamps in Python costs
 # more than the rest of the chain check): microseconds only when non-zero, offset "+00:00".
 _CREATED_AT_ISO = (
@@ -146,10 +161,17 @@ _CHAIN_SQL_PG = _CHAIN_SQL.replace("h.created_at,", _CREATED_AT_ISO + ",")
 
 
 class Cut:
-    """Every wallet's chain cut at one transaction id: the length and head a checkpoint committed to."""
+    """Every wallet's chain cut where a checkpoint cut it: the length and head it committed to.
 
-    def __init__(self, last_transaction_id: int, *, keep: bool = False) -> None:
-        self.last_transaction_id = last_transaction_id
+    A checkpoint of version 2 cuts at its last balance-history entry id (an entry that changes
+    ``held`` alone has no transaction); one of version 1, signed before holds existed, at its last
+    transaction id. Within a wallet, ids grow with the position (entries are appended under the
+    wallet's lock), so either cut is a prefix of every chain.
+    """
+
+    def __init__(self, signed: Signed, *, keep: bool = False) -> None:
+        self.by_entry = signed.last_entry_id is not None
+        self.bound = signed.last_entry_id if signed.last_entry_id is not None else signed.last_transaction_id
         self.digest = HeadsDigest()
         self.heads: dict[int, tuple[int, str]] | None = {} if keep else None
 
@@ -174,7 +196,7 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
     prev_held = Decimal(0)
     total = Decimal(0)
     position = 0
-    # Per cut: position and hash of the wallet's last entry whose transaction is within the cut.
+    # Per cut: position and hash of the wallet's last entry within the cut.
     cut_state: list[tuple[int, str]] = [(0, GENESIS_HASH)] * len(cuts)
 
     def close_wallet(wallet_id: int) -> None:
@@ -218,7 +240,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
         created = created_at if isinstance(created_at, str) and "T" in created_at else _iso(created_at)
         parts = [prev, str(wallet_id), tx_hash or "", _fmt(delta), _fmt(before), _fmt(after), created]
         if held_before or held_delta or held_after or hold_uid:  # as audit.chain.entry_hash hashes them
-            parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), str(hold_uid) if hold_uid else ""]
+            uid = _uuid_text(hold_uid) if hold_uid else ""
+            parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), uid]
         recomputed = hashlib.sha256("|".join(parts).encode()).hexdigest()
         if (
             prev != prev_hash
@@ -239,7 +262,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
             )
         prev_hash, prev_after, prev_held, total = entry, after, held_after, total + delta
         for index, cut in enumerate(cuts):
-            if tx_id is not None and tx_id <= cut.last_transaction_id:
+            key = entry_id if cut.by_entry else tx_id
+            if key is not None and key <= cut.bound:
                 cut_state[index] = (position, entry)
     if current is not None:
         close_wallet(current)
@@ -406,6 +430,7 @@ class SupplyRow(NamedTuple):
 
     code: str
     balances: Decimal
+    held: Decimal  # reported beside the supply, not part of it (held money is still in the balances)
     deposits: Decimal
     withdrawals: Decimal
     deposits_reversed: Decimal  # reversals without recipient: a deposit's, money leaving
@@ -422,7 +447,7 @@ MOVEMENT_TOTALS = ("deposits", "withdrawals", "deposits_reversed", "withdrawals_
 
 
 def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
-    """Per currency: sum of balances and of each kind of movement (up to a transaction id, if given).
+    """Per currency: sum of balances, of ``held`` and of each kind of movement (up to a transaction id, if given).
 
     A reversal counts by its shape, which is what moves money in or out: without recipient it takes a
     deposit back, without sender a withdrawal (a transfer's has both and changes no supply). That the
@@ -433,9 +458,11 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
         # SQLite sums NUMERIC columns as floats; add exactly in Python instead (local databases are small).
         # Plain SQL like the rest of reconcile: the auditor reads the tables, not the ledger's models.
         balances: dict[int, Decimal] = {}
+        held: dict[int, Decimal] = {}
         totals: dict[tuple[int, str], Decimal] = {}
-        for currency_id, balance in _stream("SELECT currency_id, balance FROM wallets_wallet"):
+        for currency_id, balance, wallet_held in _stream("SELECT currency_id, balance, held FROM wallets_wallet"):
             balances[currency_id] = balances.get(currency_id, Decimal(0)) + _dec(balance)
+            held[currency_id] = held.get(currency_id, Decimal(0)) + _dec(wallet_held)
         for currency_id, tx_type, amount, from_wallet, to_wallet in _stream(
             "SELECT currency_id, type, amount, from_wallet_id, to_wallet_id FROM transactions_transaction "
             "WHERE type IN ('deposit', 'withdrawal', 'reversal') AND id <= %s",
@@ -450,7 +477,10 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
             totals[currency_id, tx_type] = totals.get((currency_id, tx_type), Decimal(0)) + _dec(amount)
         return [
             SupplyRow(
-                code, balances.get(cid, Decimal(0)), *(totals.get((cid, key), Decimal(0)) for key in MOVEMENT_TOTALS)
+                code,
+                balances.get(cid, Decimal(0)),
+                held.get(cid, Decimal(0)),
+                *(totals.get((cid, key), Decimal(0)) for key in MOVEMENT_TOTALS),
             )
             for cid, code in _stream("SELECT id, code FROM currencies_currency ORDER BY id")
         ]
@@ -459,11 +489,12 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
         # currency and type read the table eight times).
         cursor.execute(
             """
-            SELECT c.code, COALESCE(w.total, 0), COALESCE(t.deposits, 0), COALESCE(t.withdrawals, 0),
-                   COALESCE(t.deposits_reversed, 0), COALESCE(t.withdrawals_reversed, 0)
+            SELECT c.code, COALESCE(w.total, 0), COALESCE(w.held, 0), COALESCE(t.deposits, 0),
+                   COALESCE(t.withdrawals, 0), COALESCE(t.deposits_reversed, 0), COALESCE(t.withdrawals_reversed, 0)
             FROM currencies_currency c
-            LEFT JOIN (SELECT currency_id, SUM(balance) AS total FROM wallets_wallet GROUP BY currency_id) w
-                ON w.currency_id = c.id
+            LEFT JOIN (
+                SELECT currency_id, SUM(balance) AS total, SUM(held) AS held FROM wallets_wallet GROUP BY currency_id
+            ) w ON w.currency_id = c.id
             LEFT JOIN (
                 SELECT currency_id,
                        SUM(amount) FILTER (WHERE type = 'deposit') AS deposits,
@@ -482,10 +513,11 @@ def _supply_rows(up_to_transaction_id: int | None = None) -> list[SupplyRow]:
 
 
 def supply_totals(up_to_transaction_id: int | None = None) -> dict[str, dict[str, str]]:
-    """Per currency code: balances and the movement totals (``MOVEMENT_TOTALS``) as 8-place strings."""
+    """Per currency code: balances, held and the movement totals (``MOVEMENT_TOTALS``) as 8-place strings."""
     return {
         row.code: {
             "balances": _fmt(_dec(row.balances)),
+            "held": _fmt(_dec(row.held)),
             **{key: _fmt(_dec(getattr(row, key))) for key in MOVEMENT_TOTALS},
         }
         for row in _supply_rows(up_to_transaction_id)
@@ -499,12 +531,185 @@ def _check_supply(supply: Check) -> dict[str, dict[str, str]]:
         supply.checked += 1
         result[row.code] = {
             "balances": _fmt(row.balances),
+            "held": _fmt(row.held),
             **{key: _fmt(getattr(row, key)) for key in MOVEMENT_TOTALS},
             "expected": _fmt(row.expected),
         }
         if row.balances != row.expected:
             supply.fail(currency=row.code, balances=row.balances, expected=row.expected)
     return result
+
+
+# -- holds --------------------------------------------------------------------------------------------
+# The holds app's tables, read by SQL like the rest: audit sits below holds and imports none of its
+# models. Money is summed by the database (SUM on PostgreSQL; money_sum on SQLite, which adds the
+# fixed-width texts as Decimals: currencies/money_field.py) and compared in Python, where both
+# backends' values are Decimals. ``held_delta < 0`` is exact on SQLite too: a negative spelling
+# starts with "-", which sorts below every digit.
+
+_HELD_BY_WALLET_SQL = """
+SELECT w.id, w.held, COALESCE(a.holds, 0), a.amount, a.captured
+FROM wallets_wallet w
+LEFT JOIN (
+    SELECT wallet_id, COUNT(*) AS holds, SUM(amount) AS amount, SUM(captured) AS captured
+    FROM holds_hold WHERE status = 'active' GROUP BY wallet_id
+) a ON a.wallet_id = w.id
+ORDER BY w.id
+"""
+
+# One row per hold with its captures and its entries in the chain (reservation, release, capture legs),
+# then one per hold uid that entries name and no hold has.
+_HOLDS_SQL = """
+WITH entries AS (
+    SELECT hold_uid,
+           COUNT(CASE WHEN transaction_id IS NULL AND NOT held_delta < 0 THEN 1 END) AS reservations,
+           SUM(CASE WHEN transaction_id IS NULL AND NOT held_delta < 0 THEN held_delta END) AS reserved,
+           COUNT(CASE WHEN transaction_id IS NULL AND held_delta < 0 THEN 1 END) AS releases,
+           SUM(CASE WHEN transaction_id IS NULL AND held_delta < 0 THEN held_delta END) AS released,
+           COUNT(transaction_id) AS legs,
+           SUM(CASE WHEN transaction_id IS NOT NULL THEN held_delta END) AS by_legs,
+           MIN(wallet_id) AS wallet_low, MAX(wallet_id) AS wallet_high
+    FROM audit_balancehistory WHERE hold_uid IS NOT NULL GROUP BY hold_uid
+), captures AS (
+    SELECT hold_id, COUNT(*) AS captures, SUM(amount) AS total FROM holds_holdcapture GROUP BY hold_id
+)
+SELECT h.id, h.uid, h.status, h.wallet_id, w.user_id = h.payer_id AND w.currency_id = h.currency_id,
+       h.amount, h.captured, h.closed_at, COALESCE(c.captures, 0), c.total,
+       COALESCE(e.reservations, 0), e.reserved, COALESCE(e.releases, 0), e.released, COALESCE(e.legs, 0), e.by_legs,
+       e.wallet_low, e.wallet_high
+FROM holds_hold h
+LEFT JOIN wallets_wallet w ON w.id = h.wallet_id
+LEFT JOIN captures c ON c.hold_id = h.id
+LEFT JOIN entries e ON e.hold_uid = h.uid
+UNION ALL
+SELECT NULL, e.hold_uid, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL,
+       e.reservations, e.reserved, e.releases, e.released, e.legs, e.by_legs, e.wallet_low, e.wallet_high
+FROM entries e WHERE NOT EXISTS (SELECT 1 FROM holds_hold h WHERE h.uid = e.hold_uid)
+ORDER BY 1
+"""
+
+# Every capture with its transaction and the transaction's leg on the hold's wallet.
+_CAPTURES_SQL = """
+SELECT hc.id, hc.hold_id, hc.amount, hc.transaction_id, t.id, t.amount, t.from_wallet_id, t.from_user_id,
+       t.currency_id, t.created_at, h.uid, h.wallet_id, h.payer_id, h.currency_id, h.closed_at,
+       leg.id, leg.hold_uid, leg.held_delta
+FROM holds_holdcapture hc
+JOIN holds_hold h ON h.id = hc.hold_id
+LEFT JOIN transactions_transaction t ON t.id = hc.transaction_id
+LEFT JOIN audit_balancehistory leg ON leg.transaction_id = hc.transaction_id AND leg.wallet_id = h.wallet_id
+ORDER BY hc.id
+"""
+
+HOLD_STATUSES = ("active", "captured", "voided", "expired")
+
+
+def _money_sql(sql: str) -> str:
+    return sql if connection.vendor == "postgresql" else sql.replace("SUM(", "money_sum(")
+
+
+def _money_or_zero(value: Any) -> Decimal:
+    return Decimal(0) if value is None else _dec(value)
+
+
+def _check_holds(holds: Check) -> None:
+    """What the wallets keep back is what their active holds keep back, and every hold adds up: its
+    captures, their transactions and legs, and its entries in the chain (+amount when placed, -what
+    remained when voided or expired, -each capture in the capture's leg)."""
+    for wallet_id, held, count, amount, captured in _stream(_money_sql(_HELD_BY_WALLET_SQL)):
+        holds.checked += 1
+        held, remaining = _dec(held), _money_or_zero(amount) - _money_or_zero(captured)
+        if held != remaining:
+            holds.fail(
+                wallet_id=wallet_id,
+                problem="wallet's held is not what its active holds keep back",
+                held=held,
+                active_holds_remaining=remaining,
+                active_holds=count,
+            )
+    for row in _stream(_money_sql(_HOLDS_SQL)):
+        (hold_id, uid, status, wallet_id, wallet_ok, amount, captured, closed_at, captures, captures_total,
+         reservations, reserved, releases, released, legs, by_legs, wallet_low, wallet_high) = row  # fmt: skip
+        reserved, released, by_legs = _money_or_zero(reserved), _money_or_zero(released), _money_or_zero(by_legs)
+        if hold_id is None:
+            holds.fail(
+                hold_uid=_uuid_text(uid),
+                wallet_id=wallet_low,
+                problem="chain entries name a hold that does not exist",
+                held_in_chain=reserved + released + by_legs,
+                entries=reservations + releases + legs,
+            )
+            continue
+        holds.checked += 1
+        amount, captured, captures_total = _dec(amount), _dec(captured), _money_or_zero(captures_total)
+        fail = partial(holds.fail, hold_id=hold_id, status=status)
+        if status not in HOLD_STATUSES:
+            fail(problem="hold has an unknown status")
+        if (status == "active") != (closed_at is None):
+            fail(problem="hold's status and closed_at disagree", closed_at=closed_at and _iso(closed_at))
+        if not wallet_ok:
+            fail(problem="hold's wallet is not its payer's wallet in its currency", wallet_id=wallet_id)
+        if not Decimal(0) <= captured <= amount:
+            fail(problem="hold captured more than its amount (or less than nothing)", amount=amount, captured=captured)
+        if status == "captured" and captured != amount:
+            fail(problem="hold is captured but not in full", amount=amount, captured=captured)
+        if captured != captures_total:
+            fail(
+                problem="hold's captured is not the sum of its captures",
+                captured=captured,
+                captures_total=captures_total,
+                captures=captures,
+            )
+        if reservations != 1 or reserved != amount:
+            fail(
+                problem="the chain does not reserve the hold's amount once",
+                amount=amount,
+                reserved_in_chain=reserved,
+                reservations=reservations,
+            )
+        if legs != captures or by_legs != -captured:
+            fail(
+                problem="the chain's capture legs do not release what the hold captured",
+                captured=captured,
+                released_by_legs=-by_legs,
+                legs=legs,
+                captures=captures,
+            )
+        # Once the hold is closed its entries cancel out; while it is active they keep back what remains.
+        in_chain = reserved + released + by_legs
+        expected = amount - captured if status == "active" else Decimal(0)
+        if in_chain != expected or releases > (0 if status in ("active", "captured") else 1):
+            fail(
+                problem="the hold's entries in the chain do not add up to what it keeps back",
+                held_in_chain=in_chain,
+                expected=expected,
+                released_in_chain=-released,
+                releases=releases,
+            )
+        if legs + reservations + releases and (wallet_low != wallet_id or wallet_high != wallet_id):
+            fail(problem="the hold's chain entries are on another wallet than the hold's", wallet_id=wallet_id)
+    for row in _stream(_CAPTURES_SQL):
+        (capture_id, hold_id, amount, tx_id, found_tx, tx_amount, from_wallet, from_user, tx_currency, tx_created,
+         uid, wallet_id, payer_id, currency_id, closed_at, leg_id, leg_hold_uid, leg_held_delta) = row  # fmt: skip
+        holds.checked += 1
+        amount = _dec(amount)
+        problems = []
+        if found_tx is None:
+            problems.append("capture's transaction does not exist")
+        else:
+            if _dec(tx_amount) != amount:
+                problems.append("capture's transaction moved another amount")
+            if from_wallet != wallet_id or from_user != payer_id:
+                problems.append("capture's transaction is not from the hold's payer and wallet")
+            if tx_currency != currency_id:
+                problems.append("capture's transaction is in another currency than the hold")
+            if closed_at is not None and _aware(tx_created) > _aware(closed_at):
+                problems.append("capture's transaction is later than the hold was closed")
+        if leg_id is None or leg_hold_uid is None or _uuid_text(leg_hold_uid) != _uuid_text(uid):
+            problems.append("capture's transaction has no leg on the hold's wallet that names the hold")
+        elif _dec(leg_held_delta) != -amount:
+            problems.append("capture's leg does not release the captured amount from held")
+        for problem in problems:
+            holds.fail(capture_id=capture_id, hold_id=hold_id, transaction_id=tx_id, problem=problem, amount=amount)
 
 
 def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transaction_id: int = BIGINT_MAX) -> None:
@@ -536,7 +741,7 @@ def _check_receipts(receipts: Check, after_transaction_id: int = 0, up_to_transa
             receipts.fail(transaction_id=tx_id, hash_ok=recomputed == tx_hash)
 
 
-def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tuple[int, int, str]] | None) -> None:
+def _check_checkpoint(check: Check, signed: Signed, cut: Cut, file_heads: list[tuple[int, int, str]] | None) -> None:
     """Prove that what ``signed`` committed to is still in the database (``cut`` streamed the chains)."""
     fields = signed.fields
     last_id = signed.last_transaction_id
@@ -590,12 +795,14 @@ def _check_checkpoint(check: Check, signed: Any, cut: Cut, file_heads: list[tupl
         )
 
 
-def _describe(signed: Any) -> dict[str, Any]:
+def _describe(signed: Signed) -> dict[str, Any]:
     fields = signed.fields
     return {
         "uid": fields["uid"],
+        "version": signed.version,
         "created_at": fields["created_at"],
         "last_transaction_id": fields["last_transaction_id"],
+        "last_entry_id": signed.last_entry_id,
         "transaction_count": fields["transaction_count"],
     }
 
@@ -607,8 +814,9 @@ def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = No
     """
     file_signed, file_heads = load_file(checkpoint_file) if checkpoint_file else (None, None)
     balances, chains, legs, supply = Check("balances"), Check("chains"), Check("legs"), Check("supply")
-    receipts, stored, reversals = Check("receipts"), Check("checkpoint"), Check("reversals")
-    checks = [balances, chains, legs, supply, receipts, stored, reversals]
+    receipts, stored = Check("receipts"), Check("checkpoint")
+    reversals, holds = Check("reversals"), Check("holds")
+    checks = [balances, chains, legs, supply, receipts, stored, reversals, holds]
     checkpoints: dict[str, Any] = {}
     outermost = not connection.in_atomic_block
     with transaction.atomic():
@@ -632,17 +840,18 @@ def reconcile(*, verify_receipts: bool = False, checkpoint_file: str | None = No
             stored.fail(checkpoint_id=pk, problem="checkpoint row's signature does not verify")
         cuts: list[Cut] = []
         if db_signed is not None:
-            db_cut = Cut(db_signed.last_transaction_id)
+            db_cut = Cut(db_signed)
             cuts.append(db_cut)
             checkpoints["database"] = _describe(db_signed)
         if file_signed is not None:
-            file_cut = Cut(file_signed.last_transaction_id, keep=True)
+            file_cut = Cut(file_signed, keep=True)
             cuts.append(file_cut)
             checkpoints["file"] = _describe(file_signed)
         _check_chains_and_balances(balances, chains, cuts)
         _check_legs(legs)
         _check_reversals(reversals)
         totals = _check_supply(supply)
+        _check_holds(holds)
         if db_signed is not None:
             _check_checkpoint(stored, db_signed, db_cut, None)
         if file_signed is not None:

@@ -2,6 +2,18 @@
 
 Shared by ``audit.checkpoint`` (which takes and signs them) and ``audit.reconcile`` (which proves the
 ledger against them), so neither needs the other to read one.
+
+The payload is canonical JSON (``canonical``), in one of two versions, both still read:
+
+- ``v: 1`` (signed before holds): ``uid``, ``created_at``, ``last_transaction_id``,
+  ``transaction_count`` (transactions up to it), ``wallet_count``, ``heads_digest`` and
+  ``wallets_with_history`` (every wallet's chain length and head), ``supply`` (per currency code:
+  ``balances``, and ``deposits`` and ``withdrawals`` up to the last transaction id). The chains are
+  cut at the last entry whose transaction is at or below ``last_transaction_id``.
+- ``v: 2`` adds ``last_entry_id``, the newest balance-history entry it covers, and ``held`` per
+  currency in ``supply``. Entries that change ``held`` alone (a hold placed, voided or expired) have
+  no transaction, so the chains are cut by entry id instead: every entry at or below
+  ``last_entry_id`` is covered, whatever it records.
 """
 
 from __future__ import annotations
@@ -15,7 +27,8 @@ from typing import Any
 from audit import receipts
 from audit.models import Checkpoint
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # what ``checkpoint`` signs now
+READABLE_VERSIONS = (1, 2)
 
 
 class CheckpointError(Exception):
@@ -32,8 +45,22 @@ class Signed:
     fields: dict[str, Any]
 
     @property
+    def version(self) -> int:
+        return int(self.fields["v"])
+
+    @property
     def last_transaction_id(self) -> int:
         return int(self.fields["last_transaction_id"])
+
+    @property
+    def last_entry_id(self) -> int | None:
+        """The newest balance-history entry it covers; None for a version 1 checkpoint (cut by transaction)."""
+        return None if self.version < 2 else int(self.fields["last_entry_id"])
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Newer checkpoints sort higher: by the last transaction, then by the last entry."""
+        return self.last_transaction_id, self.last_entry_id or 0
 
 
 class HeadsDigest:
@@ -73,7 +100,7 @@ def verify_signed(payload: str, signature: str, key_id: str) -> Signed | None:
         fields = json.loads(payload)
     except ValueError:
         return None
-    if not isinstance(fields, dict) or fields.get("v") != CHECKPOINT_VERSION:
+    if not isinstance(fields, dict) or fields.get("v") not in READABLE_VERSIONS:
         return None
     return Signed(payload=payload, signature=signature, key_id=key, fields=fields)
 
@@ -98,9 +125,9 @@ def load_file(path: str) -> tuple[Signed, list[tuple[int, int, str]]]:
 def newest_valid() -> tuple[Signed | None, list[int]]:
     """The newest checkpoint in the database whose signature verifies, and the ids of rows that do not.
 
-    Newest by the signed ``last_transaction_id``, never by a column a superuser could edit. Every row is
-    verified: an Ed25519 check is cheap enough that years of hourly checkpoints stay fast
-    (docs/benchmarks.md).
+    Newest by the signed ``last_transaction_id`` (then ``last_entry_id``), never by a column a superuser
+    could edit. Every row is verified: an Ed25519 check is cheap enough that years of hourly checkpoints
+    stay fast (docs/benchmarks.md).
     """
     invalid: list[int] = []
     best: Signed | None = None
@@ -110,6 +137,6 @@ def newest_valid() -> tuple[Signed | None, list[int]]:
         signed = verify_signed(payload, signature, key_id)
         if signed is None:
             invalid.append(pk)
-        elif best is None or signed.last_transaction_id > best.last_transaction_id:
+        elif best is None or signed.order > best.order:
             best = signed
     return best, invalid

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -37,7 +38,7 @@ def hold_document(hold: Hold, *, now: datetime | None = None) -> dict[str, Any]:
         "currency": hold.currency.code,
         "amount": format_amount(hold.amount),
         "captured": format_amount(hold.captured),
-        "remaining": format_amount(hold.remaining if status == Hold.Status.ACTIVE else 0),
+        "remaining": format_amount(hold.remaining if status == Hold.Status.ACTIVE else Decimal(0)),
         "memo": hold.memo,
         "expires_at": _iso(hold.expires_at),
         "created_at": _iso(hold.created_at),

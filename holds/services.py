@@ -194,6 +194,7 @@ def hold_capture(
             held_release=take,
             hold_uid=hold.uid,
         )
+        now = tx.created_at  # the capture's moment: a hold captured in full closes no earlier than its transaction
         HoldCapture.objects.create(hold=hold, transaction=tx, amount=take, created_by_id=actor.pk, created_at=now)
         hold.captured += take
         hold.updated_at = now
@@ -363,7 +364,6 @@ def withdrawal_request_approve(
     def body() -> Outcome[WithdrawalRequest]:
         request, hold = _locked_request(request_id, actor)
         _not_their_own(request, actor)
-        now = timezone.now()
         tx = ledger_post(
             type=Transaction.Type.WITHDRAWAL,
             currency=hold.currency,
@@ -375,6 +375,7 @@ def withdrawal_request_approve(
             held_release=hold.remaining,
             hold_uid=hold.uid,
         )
+        now = tx.created_at  # the hold closes, and the request is decided, when the withdrawal happens
         HoldCapture.objects.create(hold=hold, transaction=tx, amount=tx.amount, created_by_id=actor.pk, created_at=now)
         hold.captured = hold.amount
         hold.status, hold.closed_at, hold.updated_at = Hold.Status.CAPTURED, now, now

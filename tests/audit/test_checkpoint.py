@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from audit.models import Checkpoint
+from audit.models import BalanceHistory, Checkpoint
 from audit.receipts import public_key_hex
 from currencies.models import Currency
 from events.models import OutboxEvent
@@ -66,8 +66,11 @@ def test_checkpoint_writes_a_signed_row_an_event_and_a_file(ledger, tmp_path):
     assert document["key_id"] == checkpoint.key_id == public_key_hex()
     assert fields["last_transaction_id"] == Transaction.objects.latest("id").pk == printed["last_transaction_id"]
     assert fields["transaction_count"] == Transaction.objects.count() == 4
+    assert fields["v"] == 2
+    assert fields["last_entry_id"] == BalanceHistory.objects.latest("id").pk == printed["last_entry_id"]
     assert fields["supply"]["USDT"] == {
         "balances": "140.00000000",
+        "held": "0.00000000",
         "deposits": "150.00000000",
         "withdrawals": "10.00000000",
         "deposits_reversed": "0.00000000",

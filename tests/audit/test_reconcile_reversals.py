@@ -45,6 +45,7 @@ def test_a_ledger_with_every_kind_of_reversal_reconciles(ledger):
     assert by_name(report, "legs")["checked"] == Transaction.objects.count()
     assert report["supply"]["USDT"] == {
         "balances": "145.00000000",  # Alice's 100 and Carol's 50 deposited, 20 out, 5 taken back, 20 back in
+        "held": "0.00000000",
         "deposits": "150.00000000",
         "withdrawals": "20.00000000",
         "deposits_reversed": "5.00000000",

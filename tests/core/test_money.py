@@ -163,6 +163,39 @@ def test_a_leg_one_unit_short_of_its_amount_is_reported(user_factory, eth):
     assert legs.examples[0]["amount"] == "999999999999.99999999"
 
 
+def test_holds_reconcile_to_the_unit_on_large_amounts(user_factory, eth):
+    from holds.models import Hold
+    from holds.services import hold_capture, hold_create, withdrawal_request_create
+
+    alice, bob = user_factory(), user_factory()
+    deposit(alice, eth, "999999999999.99999999")
+    withdrawal_request_create(user_id=alice.pk, currency=eth, amount=Decimal("999999999.99999999"), address="0xabc")
+    hold = hold_create(payer_id=alice.pk, payee_id=bob.pk, currency=eth, amount=Decimal("9999.99999999"))
+    hold_capture(hold_id=hold.pk, actor=bob, amount=UNIT)
+    assert Wallet.objects.get(user=alice, currency=eth).held == Decimal("1000009999.99999997")
+    report = reconcile()
+    assert report.ok, report.as_dict()
+    assert report.supply["ETH"]["held"] == "1000009999.99999997"
+
+    Hold.objects.filter(pk=hold.pk).update(captured=2 * UNIT)  # one unit more than its captures
+    holds = next(check for check in reconcile().checks if check.name == "holds")
+
+    problems = {example["problem"]: example for example in holds.examples}
+    assert problems["wallet's held is not what its active holds keep back"]["active_holds_remaining"] == (
+        "1000009999.99999996"
+    )
+    assert problems["hold's captured is not the sum of its captures"]["captures_total"] == "0.00000001"
+
+
+def test_holds_in_every_state_reconcile(db):
+    from tests.holds.states import holds_in_every_state
+
+    holds_in_every_state()
+    report = reconcile()
+    assert report.ok, report.as_dict()
+    assert next(check for check in report.checks if check.name == "holds").checked == 9 + 7 + 3
+
+
 def test_the_database_refuses_a_negative_balance_by_one_unit(user_factory, eth):
     alice = user_factory()
     deposit(alice, eth, "1")

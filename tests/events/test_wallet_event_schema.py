@@ -102,7 +102,9 @@ def test_malformed_events_are_named(every_event):
     def amounts(value):
         value["hold"]["remaining"] = "1234.00000000"
 
-    assert wallet_event_problems(**altered(created, amounts)) == ["hold.captured + remaining of an active hold differs from amount"]
+    assert wallet_event_problems(**altered(created, amounts)) == [
+        "hold.captured + remaining of an active hold differs from amount"
+    ]
 
     def float_amount(value):
         value["hold"]["amount"] = 30.0

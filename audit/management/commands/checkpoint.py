@@ -9,9 +9,10 @@ from audit.checkpoint import CheckpointError, export, take
 
 class Command(BaseCommand):
     help = (
-        "Write a signed checkpoint of the ledger (every wallet's chain length and head, per-currency supply, "
-        "the last transaction id and the count up to it), publish it as a ledger.checkpoint event and, with "
-        "--out, save it as a file to keep outside the database. Schedule it (cron), e.g. hourly."
+        "Write a signed checkpoint of the ledger (every wallet's chain length and head, per-currency supply "
+        "and held, the last transaction id and the count up to it, the last balance-history entry id), publish "
+        "it as a ledger.checkpoint event and, with --out, save it as a file to keep outside the database. "
+        "Schedule it (cron), e.g. hourly."
     )
 
     def add_arguments(self, parser):
@@ -45,6 +46,7 @@ class Command(BaseCommand):
                     "created_at": checkpoint.created_at.isoformat(),
                     "last_transaction_id": checkpoint.last_transaction_id,
                     "transaction_count": checkpoint.transaction_count,
+                    "last_entry_id": json.loads(checkpoint.payload)["last_entry_id"],
                     "wallets_with_history": len(heads),
                     "heads_digest": checkpoint.heads_digest,
                     "out": options["out"],

@@ -13,7 +13,8 @@ class Command(BaseCommand):
         "Prove the ledger adds up: balances equal their history, every hash chain verifies, every "
         "transaction has its legs on its parties' wallets, per-currency supply equals deposits minus "
         "withdrawals, receipts since the newest signed checkpoint verify and what it committed to is "
-        "still there. Exits non-zero on any mismatch."
+        "still there, and every hold adds up with its wallet, its captures and its chain entries. Exits "
+        "non-zero on any mismatch."
     )
 
     def add_arguments(self, parser):
@@ -50,8 +51,9 @@ class Command(BaseCommand):
                     self.stdout.write(f"           {json.dumps(example, default=str)}")
             for code, totals in report.supply.items():
                 self.stdout.write(
-                    f"         supply {code:<5} balances={totals['balances']} deposits={totals['deposits']} "
-                    f"withdrawals={totals['withdrawals']} deposits_reversed={totals['deposits_reversed']} "
+                    f"         supply {code:<5} balances={totals['balances']} held={totals['held']} "
+                    f"deposits={totals['deposits']} withdrawals={totals['withdrawals']} "
+                    f"deposits_reversed={totals['deposits_reversed']} "
                     f"withdrawals_reversed={totals['withdrawals_reversed']}"
                 )
             for source, described in report.checkpoints.items():
