@@ -160,6 +160,40 @@ def test_relay_health_check_reports_events_stuck_in_the_outbox(deploy_database, 
             conn.execute("DELETE FROM core_outboxevent WHERE id = %s", row)
 
 
+def test_expiry_health_check_reports_holds_left_past_their_expiry(deploy_database, image_tree):
+    probe = support.compose()["services"]["expire-holds"]["healthcheck"]["test"]
+    assert probe[0] == "CMD"
+    env = support.image_environment(**support.production_env(deploy_database.url))
+    assert support.run(probe[1:], cwd=image_tree.path, env=env, timeout=30).returncode == 0
+
+    with psycopg.connect(deploy_database.url, autocommit=True) as conn:
+        # A hold ten minutes past its expiry, as if no worker had run (written without the history a
+        # reservation has: the probe reads the holds alone, and the rows are removed afterwards).
+        user = conn.execute(
+            "INSERT INTO accounts_user (password, is_superuser, username, first_name, last_name, is_staff,"
+            " is_active, date_joined, email, token_version) VALUES ('!', false, 'stale_hold_probe', '', '',"
+            " false, true, now(), 'stale@example.com', 0) RETURNING id"
+        ).fetchone()[0]
+        wallet = conn.execute(
+            "INSERT INTO wallets_wallet (user_id, currency_id, balance, held, audit_head, entries, postings,"
+            " created_at, updated_at) VALUES (%s, 1, 5, 5, repeat('0', 64), 0, 0, now(), now()) RETURNING id",
+            [user],
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO holds_hold (uid, status, payer_id, wallet_id, currency_id, amount, captured, memo,"
+            " expires_at, trace_id, created_at, updated_at) VALUES (gen_random_uuid(), 'active', %s, %s, 1, 5, 0,"
+            " '', now() - interval '10 minutes', '', now() - interval '1 hour', now() - interval '1 hour')",
+            [user, wallet],
+        )
+        try:
+            result = support.run(probe[1:], cwd=image_tree.path, env=env, timeout=30)
+            assert result.returncode == 1, result.stderr
+        finally:
+            conn.execute("DELETE FROM holds_hold WHERE payer_id = %s", [user])
+            conn.execute("DELETE FROM wallets_wallet WHERE id = %s", [wallet])
+            conn.execute("DELETE FROM accounts_user WHERE id = %s", [user])
+
+
 def test_relay_worker_starts_with_the_compose_environment(api_server, image_tree):
     relay = support.compose()["services"]["relay"]["command"]
     result = support.run([*relay, "--once"], cwd=image_tree.path, env=api_server.env, timeout=60)
