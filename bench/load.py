@@ -72,6 +72,7 @@ def measure(opts: Options, server: Server, *, name: str, database: str, script: 
     if opts.warmup > 0:
         warm = wrk(opts, name=f"{name}_warmup", url=server.url, script=script, env=env, duration=opts.warmup)
     workers, backends = server.workers(), backend_pids(database)
+    load_before = loadavg()
     app0, db0, master0 = cpu_of(workers), cpu_of(backends), proc_cpu(server.proc.pid)
     app_user0 = {p: proc_cpu(p, user_only=True) or 0.0 for p in workers}
     busy0, total0 = machine_cpu()
@@ -120,6 +121,7 @@ def measure(opts: Options, server: Server, *, name: str, database: str, script: 
         "workers_restarted": sorted(set(workers) ^ set(server.workers())),
         "db_backends": len(backends),
         "wrk_cpu_s": result["wrk_cpu_s"],
+        "loadavg_before": load_before,
         "machine_busy_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
         "other_cpu_s": round(machine_busy - ours, 2),
         "retries_logged": server.log_count("retrying transaction") - retries0,

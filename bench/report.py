@@ -17,7 +17,7 @@ from bench.db import (
 )
 
 
-def machine() -> dict:
+def machine(loadavg_at_start: list[str] | None = None) -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
     mhz = re.search(r"^cpu MHz\s*:\s*(.*)$", cpuinfo, re.M)
@@ -46,7 +46,8 @@ def machine() -> dict:
         "postgresql_settings": pg_settings,
         "wrk": version(["wrk", "--version"]),
         "pgbench": version(["pgbench", "--version"]),
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        # As the command started (read again here when not given: the end of the run)
+        "loadavg_at_start": loadavg_at_start or Path("/proc/loadavg").read_text().split()[:3],
     }
 
 

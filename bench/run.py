@@ -158,6 +158,7 @@ def main() -> int:
     )
     log(f"raw outputs in {raw.relative_to(ROOT)}")
     started = time.perf_counter()
+    load_at_start = Path("/proc/loadavg").read_text().split()[:3]
 
     if args.ceiling_only:
         for i in range(args.ceiling_only):
@@ -225,7 +226,7 @@ def main() -> int:
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/run.py " + " ".join(sys.argv[1:]),
         "git": git_state(),
-        "machine": machine(),
+        "machine": machine(load_at_start),
         "conditions": {
             "server": "gunicorn -c gunicorn.conf.py (sync workers, cpu_count + 1), full middleware stack",
             "settings": "DEBUG=false, production secrets, SECURE_SSL_REDIRECT=false, ALLOWED_HOSTS=127.0.0.1, "
