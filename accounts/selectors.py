@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from accounts.models import User
 from wallet_project.core import errors
-from wallets.selectors import wallet_document, wallet_list
+from wallets.selectors import wallet_documents, wallet_list
 
 
 def user_get_by_username(*, username: str, not_found: type[errors.ApiError] = errors.UserNotFound) -> User:
@@ -18,5 +18,5 @@ def user_document(user: User) -> dict:
         "username": user.username,
         "email": user.email,
         "created_at": user.date_joined.isoformat().replace("+00:00", "Z"),
-        "wallets": [wallet_document(w) for w in wallet_list(user_id=user.pk)],
+        "wallets": wallet_documents(wallet_list(user_id=user.pk)),
     }

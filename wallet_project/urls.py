@@ -22,6 +22,7 @@ urlpatterns = [
     path("", include("currencies.api.urls")),
     path("", include("wallets.api.urls")),
     path("", include("transactions.api.urls")),
+    path("", include("holds.api.urls")),
     path("", include("audit.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema-alias"),

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q
@@ -25,13 +26,39 @@ WINDOW_PATTERN = (
 )
 
 
+# The holds app's reading of what holds past their expiry still reserve in ``held`` until their release
+# is recorded (holds.apps registers it): ``reader(wallet_ids, now) -> {wallet_id: amount}``. A wallet
+# shows what a spend may take now; the ledger releases such holds before it would refuse one.
+ExpiredHeldReader = Callable[[list[int], datetime], dict[int, Decimal]]
+_expired_held_reader: ExpiredHeldReader | None = None
+
+
+def register_expired_held_reader(reader: ExpiredHeldReader) -> None:
+    global _expired_held_reader
+    _expired_held_reader = reader
+
+
+def wallet_documents(wallets: Sequence[Wallet]) -> list[dict]:
+    """The wallets as every response shows them: ``held`` counts active holds only, not expired ones."""
+    # Only a wallet that holds something can hold something expired: no query for the others.
+    holding = [wallet.pk for wallet in wallets if wallet.held > 0]
+    expired = _expired_held_reader(holding, timezone.now()) if holding and _expired_held_reader else {}
+    return [_document(wallet, held=wallet.held - expired.get(wallet.pk, Decimal(0))) for wallet in wallets]
+
+
 def wallet_document(wallet: Wallet) -> dict:
+    return wallet_documents([wallet])[0]
+
+
+def _document(wallet: Wallet, *, held: Decimal) -> dict:
     return {
         "id": wallet.pk,
         "user_id": wallet.user_id,
         "currency_id": wallet.currency_id,
         "currency": wallet.currency.code,
         "balance": format_amount(wallet.balance),
+        "held": format_amount(held),
+        "available": format_amount(wallet.balance - held),
         "created_at": wallet.created_at.isoformat().replace("+00:00", "Z"),
         "updated_at": wallet.updated_at.isoformat().replace("+00:00", "Z"),
     }

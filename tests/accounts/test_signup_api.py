@@ -30,9 +30,11 @@ def test_signup_answers_201_with_the_user_and_a_wallet_per_default_currency(api,
     assert "password" not in response.content.decode()
     assert [w["currency"] for w in body["wallets"]] == ["USDT", "BTC", "ETH"]
     for wallet in body["wallets"]:
-        assert set(wallet) == {"id", "user_id", "currency_id", "currency", "balance", "created_at", "updated_at"}
+        assert set(wallet) == {
+            "id", "user_id", "currency_id", "currency", "balance", "held", "available", "created_at", "updated_at"
+        }  # fmt: skip
         assert wallet["user_id"] == body["id"]
-        assert wallet["balance"] == "0.00000000"
+        assert wallet["balance"] == wallet["held"] == wallet["available"] == "0.00000000"
     user = User.objects.get(pk=body["id"])
     assert user.password.startswith("argon2")
     assert user.check_password(GOOD_PASSWORD)

@@ -12,7 +12,7 @@ from wallets.models import Wallet
 
 pytestmark = pytest.mark.django_db
 
-WALLET_FIELDS = {"id", "user_id", "currency_id", "currency", "balance", "created_at", "updated_at"}
+WALLET_FIELDS = {"id", "user_id", "currency_id", "currency", "balance", "held", "available", "created_at", "updated_at"}
 
 
 def test_the_default_wallet_is_usdt(user_factory, client_for):
@@ -24,7 +24,7 @@ def test_the_default_wallet_is_usdt(user_factory, client_for):
     body = response.json()
     assert set(body) == WALLET_FIELDS
     assert body["user_id"] == user.pk and body["currency"] == "USDT" and body["currency_id"] == 1
-    assert body["balance"] == "12.50000000"
+    assert (body["balance"], body["held"], body["available"]) == ("12.50000000", "0.00000000", "12.50000000")
     assert body["id"] == Wallet.objects.get(user=user, currency_id=1).pk
 
 

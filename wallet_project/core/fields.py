@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from rest_framework import serializers
@@ -27,6 +28,37 @@ class IdField(serializers.Field):
         return value
 
     def to_representation(self, value: int) -> int:
+        return value
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: DRF's IntegerField takes "60", 60.0 and 6e1 as 60, and a boolean."""
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string and nothing else (DRF's CharField turns the number 42 into "42"), matching
+    ``pattern`` in full when one is given (a RegexField's ``$`` would let a trailing newline through).
+    A value with a pattern is judged as sent, not trimmed first: the schema publishes the pattern."""
+
+    default_error_messages = {"pattern": "does not match the pattern {pattern}"}
+
+    def __init__(self, *, pattern: str | None = None, **kwargs: Any) -> None:
+        self.pattern = None if pattern is None else re.compile(pattern)
+        if pattern is not None:
+            kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        value = super().to_internal_value(data)
+        if self.pattern is not None and value and not self.pattern.fullmatch(value):
+            self.fail("pattern", pattern=self.pattern.pattern)
         return value
 
 

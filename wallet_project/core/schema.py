@@ -117,6 +117,8 @@ class StrictSerializerExtension(OpenApiSerializerExtension):
                 continue
             if name in patterns:
                 prop["pattern"] = patterns[name]
+            elif getattr(field, "pattern", None) is not None:  # a StrictCharField's, matched in full
+                prop["pattern"] = field.pattern.pattern  # type: ignore[attr-defined]
             elif "pattern" not in prop and "format" not in prop:
                 prop["pattern"] = _text_pattern(field)
         return {**schema, **getattr(self.target, "openapi_rules", {})}

@@ -14,7 +14,9 @@ class WalletOut(serializers.Serializer):
     user_id = serializers.IntegerField()
     currency_id = serializers.IntegerField()
     currency = serializers.CharField()
-    balance = serializers.CharField(help_text="Decimal string with 8 places")
+    balance = serializers.CharField(help_text="Posted total: decimal string with 8 places")
+    held = serializers.CharField(help_text="Reserved by active holds (expired ones excluded), 8 places")
+    available = serializers.CharField(help_text="What a spend may take: balance - held, 8 places")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

@@ -6,7 +6,7 @@ from currencies.selectors import currency_get
 from wallet_project.core.permissions import ensure_owner_or_staff
 from wallet_project.core.schema import error_responses
 from wallets.api.serializers import StatsFilter, StatsOut, WalletCurrencyFilter, WalletOpenIn, WalletOut
-from wallets.selectors import wallet_document, wallet_get, wallet_list, wallet_stats
+from wallets.selectors import wallet_document, wallet_documents, wallet_get, wallet_list, wallet_stats
 from wallets.services import wallet_open
 
 NO_STORE = {"Cache-Control": "no-store"}
@@ -47,7 +47,7 @@ class WalletViewSet(viewsets.ViewSet):
         summary="The caller's wallets", responses={200: WalletOut(many=True), **error_responses(401)}, tags=["wallets"]
     )
     def list(self, request):
-        return Response([wallet_document(w) for w in wallet_list(user_id=request.user.pk)], headers=NO_STORE)
+        return Response(wallet_documents(wallet_list(user_id=request.user.pk)), headers=NO_STORE)
 
     @extend_schema(
         summary="Open a wallet in another active currency",

@@ -1,0 +1,237 @@
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import viewsets
+from rest_framework.response import Response
+
+from holds.api.serializers import (
+    EmptyIn,
+    HoldCaptureIn,
+    HoldCaptureOut,
+    HoldCreateIn,
+    HoldListFilter,
+    HoldOut,
+    HoldPageOut,
+    WithdrawalApproveIn,
+    WithdrawalRejectIn,
+    WithdrawalRequestCreateIn,
+    WithdrawalRequestListFilter,
+    WithdrawalRequestOut,
+    WithdrawalRequestPageOut,
+)
+from holds.events import hold_document, withdrawal_request_document
+from holds.selectors import hold_get_for, hold_list, withdrawal_request_get_for, withdrawal_request_list
+from holds.services import (
+    hold_capture,
+    hold_create,
+    hold_void,
+    withdrawal_request_approve,
+    withdrawal_request_cancel,
+    withdrawal_request_create,
+    withdrawal_request_reject,
+)
+from transactions.api.views import IDEMPOTENCY_PARAM, NO_STORE, _currency, _money_response
+from transactions.events import transaction_document
+from transactions.idempotency import HEADER, request_fingerprint, validate_key
+from transactions.selectors import recipient_id_by_username
+from transactions.services import Idempotency
+from wallet_project.core.pagination import paginate
+from wallet_project.core.schema import error_responses
+
+
+def _idempotency(request, scope: str, target: int | None = None) -> Idempotency | None:
+    """The request's Idempotency-Key, fingerprinting its body and the resource it acts on (so the
+    same key and body sent to another hold is a mismatch, not a replay of the first)."""
+    key = validate_key(request.headers.get(HEADER))
+    if key is None:
+        return None
+    body: Any = request.data if target is None else {"target": target, "body": request.data}
+    return Idempotency(key=key, scope=scope, fingerprint=request_fingerprint(scope, body))
+
+
+def _valid(serializer_class, request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class HoldViewSet(viewsets.ViewSet):
+    """Holds: part of the caller's balance reserved (for a payee, if named) until captured, voided or expired."""
+
+    @extend_schema(
+        summary="Hold part of the caller's balance (for a payee, if named)",
+        request=HoldCreateIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={201: HoldOut, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+        tags=["holds"],
+    )
+    def create(self, request):
+        idempotency = _idempotency(request, "hold")
+        data = _valid(HoldCreateIn, request)
+        currency = _currency(data)
+        payee_id = recipient_id_by_username(data["to_username"]) if "to_username" in data else data.get("to_user_id")
+        hold = hold_create(
+            payer_id=request.user.pk,
+            currency=currency,
+            amount=data["amount"],
+            payee_id=payee_id,
+            expires_in=data["expires_in"],
+            memo=data["memo"],
+            idempotency=idempotency,
+        )
+        return _money_response(hold, hold_document(hold), status=201)
+
+    @extend_schema(
+        summary="Holds the caller pays or is paid by, newest first",
+        parameters=[HoldListFilter],
+        responses={200: HoldPageOut, **error_responses(400, 401, 429)},
+        tags=["holds"],
+    )
+    def list(self, request):
+        query = HoldListFilter.parse(request.query_params)
+        now = timezone.now()
+        page = paginate(
+            hold_list(user=request.user, status=query.get("status"), role=query.get("role")),
+            lambda hold: hold_document(hold, now=now),
+            page=query["page"],
+            page_size=query["page_size"],
+        )
+        return Response(page, headers=NO_STORE)
+
+    @extend_schema(
+        summary="One hold (its payer, its payee or staff)",
+        responses={200: HoldOut, **error_responses(401, 404, 429)},
+        tags=["holds"],
+    )
+    def retrieve(self, request, hold_id: int):
+        return Response(hold_document(hold_get_for(user=request.user, hold_id=hold_id)), headers=NO_STORE)
+
+    @extend_schema(
+        summary="Capture a hold, in full or in part (its payee, or staff who move money)",
+        request=HoldCaptureIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: HoldCaptureOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["holds"],
+    )
+    def capture(self, request, hold_id: int):
+        idempotency = _idempotency(request, "hold.capture", hold_id)
+        data = _valid(HoldCaptureIn, request)
+        hold, tx = hold_capture(
+            hold_id=hold_id,
+            actor=request.user,
+            amount=data.get("amount"),
+            to_user_id=data.get("to_user_id"),
+            idempotency=idempotency,
+        )
+        body = {"hold": hold_document(hold), "transaction": transaction_document(tx, currency_code=tx.currency.code)}
+        return _money_response(tx, body)
+
+    @extend_schema(
+        summary="Void a hold: release what remains (its payer, its payee, or staff who move money)",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: HoldOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["holds"],
+    )
+    def void(self, request, hold_id: int):
+        idempotency = _idempotency(request, "hold.void", hold_id)
+        _valid(EmptyIn, request)
+        hold = hold_void(hold_id=hold_id, actor=request.user, idempotency=idempotency)
+        return _money_response(hold, hold_document(hold))
+
+
+class WithdrawalRequestViewSet(viewsets.ViewSet):
+    """Requests to send money to an external address: held at once, then approved or rejected by staff."""
+
+    @extend_schema(
+        summary="Ask to withdraw to an external address: the amount is held, pending staff",
+        request=WithdrawalRequestCreateIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={202: WithdrawalRequestOut, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+        tags=["withdrawal requests"],
+    )
+    def create(self, request):
+        idempotency = _idempotency(request, "withdrawal_request")
+        data = _valid(WithdrawalRequestCreateIn, request)
+        withdrawal = withdrawal_request_create(
+            user_id=request.user.pk,
+            currency=_currency(data),
+            amount=data["amount"],
+            address=data["address"],
+            network=data.get("network", ""),
+            memo=data["memo"],
+            idempotency=idempotency,
+        )
+        return _money_response(withdrawal, withdrawal_request_document(withdrawal), status=202)
+
+    @extend_schema(
+        summary="The caller's withdrawal requests (staff: everyone's), newest first",
+        parameters=[WithdrawalRequestListFilter],
+        responses={200: WithdrawalRequestPageOut, **error_responses(400, 401, 403, 429)},
+        tags=["withdrawal requests"],
+    )
+    def list(self, request):
+        query = WithdrawalRequestListFilter.parse(request.query_params)
+        page = paginate(
+            withdrawal_request_list(user=request.user, status=query.get("status"), user_id=query.get("user_id")),
+            withdrawal_request_document,
+            page=query["page"],
+            page_size=query["page_size"],
+        )
+        return Response(page, headers=NO_STORE)
+
+    @extend_schema(
+        summary="One withdrawal request (its owner or staff)",
+        responses={200: WithdrawalRequestOut, **error_responses(401, 404, 429)},
+        tags=["withdrawal requests"],
+    )
+    def retrieve(self, request, request_id: int):
+        withdrawal = withdrawal_request_get_for(user=request.user, request_id=request_id)
+        return Response(withdrawal_request_document(withdrawal), headers=NO_STORE)
+
+    @extend_schema(
+        summary="Approve a pending request: the hold is captured as a withdrawal (staff with permission)",
+        request=WithdrawalApproveIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: WithdrawalRequestOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["withdrawal requests"],
+    )
+    def approve(self, request, request_id: int):
+        idempotency = _idempotency(request, "withdrawal_request.approve", request_id)
+        data = _valid(WithdrawalApproveIn, request)
+        withdrawal = withdrawal_request_approve(
+            request_id=request_id,
+            actor=request.user,
+            network_tx_id=data.get("network_tx_id", ""),
+            idempotency=idempotency,
+        )
+        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
+
+    @extend_schema(
+        summary="Reject a pending request: the hold is released (staff with permission)",
+        request=WithdrawalRejectIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: WithdrawalRequestOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["withdrawal requests"],
+    )
+    def reject(self, request, request_id: int):
+        idempotency = _idempotency(request, "withdrawal_request.reject", request_id)
+        data = _valid(WithdrawalRejectIn, request)
+        withdrawal = withdrawal_request_reject(
+            request_id=request_id, actor=request.user, reason=data["reason"], idempotency=idempotency
+        )
+        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
+
+    @extend_schema(
+        summary="Cancel one's own pending request: the hold is released",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={200: WithdrawalRequestOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        tags=["withdrawal requests"],
+    )
+    def cancel(self, request, request_id: int):
+        idempotency = _idempotency(request, "withdrawal_request.cancel", request_id)
+        _valid(EmptyIn, request)
+        withdrawal = withdrawal_request_cancel(request_id=request_id, actor=request.user, idempotency=idempotency)
+        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
