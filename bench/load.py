@@ -35,7 +35,7 @@ from bench.db import (
     mint,
     query_pids,
 )
-from bench.server import Server, bench_env, probe, read_tokens
+from bench.server import Server, bench_env, http, probe, read_tokens
 
 
 def wrk(
@@ -72,6 +72,7 @@ def measure(opts: Options, server: Server, *, name: str, database: str, script: 
     if opts.warmup > 0:
         warm = wrk(opts, name=f"{name}_warmup", url=server.url, script=script, env=env, duration=opts.warmup)
     workers, backends = server.workers(), backend_pids(database)
+    load_before = loadavg()
     app0, db0, master0 = cpu_of(workers), cpu_of(backends), proc_cpu(server.proc.pid)
     app_user0 = {p: proc_cpu(p, user_only=True) or 0.0 for p in workers}
     busy0, total0 = machine_cpu()
@@ -108,6 +109,11 @@ def measure(opts: Options, server: Server, *, name: str, database: str, script: 
         "errors_socket": socket_errors,
         "errors_socket_detail": result["errors"],
         "errors": result["requests"] - ok + socket_errors,
+        # The script's own counters (hold_capture.lua: holds and captures sent and answered 2xx)
+        "lua_counters": result.get("extra", {}),
+        "warmup_lua_counters": warm.get("extra", {}),
+        "app_cpu_s": round(app_cpu, 3),
+        "db_cpu_s": round(db_cpu, 3),
         "app_cpu_ms_per_request": round(1000 * app_cpu / n, 3),
         "app_user_cpu_ms_per_request": round(1000 * cpu_delta(app_user0, app_user1) / n, 3),
         "db_cpu_ms_per_request": round(1000 * db_cpu / n, 3),
@@ -115,6 +121,7 @@ def measure(opts: Options, server: Server, *, name: str, database: str, script: 
         "workers_restarted": sorted(set(workers) ^ set(server.workers())),
         "db_backends": len(backends),
         "wrk_cpu_s": result["wrk_cpu_s"],
+        "loadavg_before": load_before,
         "machine_busy_pct": round(100 * (busy1 - busy0) / max(1, total1 - total0), 1),
         "other_cpu_s": round(machine_busy - ours, 2),
         "retries_logged": server.log_count("retrying transaction") - retries0,
@@ -142,6 +149,10 @@ def finish(opts: Options, row: dict, *, database: str, nwallets: int) -> dict:
         db_rollbacks=stats1["xact_rollback"] - stats0["xact_rollback"],
         deadlocks=stats1["deadlocks"] - stats0["deadlocks"],
     )
+    if "pairs_per_s" in row:
+        # hold_capture: a pair (two requests, a held-only chain entry and a transfer) against one yardstick
+        # transfer; the plain ratio above counts both requests.
+        row["pair_ratio"] = round(row["pairs_per_s"] / ceil["tps"], 3)
     goals = GOALS.get(row["scenario"], {})
     verdicts = {}
     if "ratio" in goals:
@@ -156,43 +167,107 @@ def finish(opts: Options, row: dict, *, database: str, nwallets: int) -> dict:
     log(
         f"  {row['scenario']}: {row['rps']} req/s, p50/p95/p99 {row['p50_ms']}/{row['p95_ms']}/{row['p99_ms']} ms, "
         f"errors {row['errors']}, ratio {row['ratio']}"
+        + (f"; {row['pairs_per_s']} pairs/s, pair ratio {row['pair_ratio']}" if "pair_ratio" in row else "")
     )
     return row
 
 
-def transfer_scenarios(opts: Options, names: list[str], results: dict) -> dict:
+HOLD_EXPIRES_IN = 3600  # seconds: far beyond a run, so no hold expires under the load
+
+
+def hold_pair(url: str, payer_token: str, payee_id: int, payee_token: str, amount: str) -> str | None:
+    """Place a hold for ``payee_id`` and capture it as the payee, checking both answers against the contract.
+
+    Returns why the scenario cannot run when this code has no holds API (``POST /holds`` is an unknown
+    path: 404 ``NOT_FOUND``); any other unexpected answer stops the bench.
+    """
+    body = {"to_user_id": payee_id, "currency": "USDT", "amount": amount, "expires_in": HOLD_EXPIRES_IN}
+    status, hold = http("POST", f"{url}/holds", token=payer_token, body=body)
+    if status == 404 and hold.get("code") == "NOT_FOUND":
+        return "POST /holds answered 404 NOT_FOUND: this code has no holds API"
+    if status != 201 or hold.get("payee_user_id") != payee_id or hold.get("status") != "active" or "id" not in hold:
+        raise SystemExit(f"probe POST /holds answered {status}: {hold}")
+    status, captured = http("POST", f"{url}/holds/{hold['id']}/capture", token=payee_token, body={})
+    if status != 200 or captured.get("hold", {}).get("status") != "captured" or "transaction" not in captured:
+        raise SystemExit(f"probe POST /holds/{hold['id']}/capture answered {status}: {captured}")
+    return None
+
+
+def api_scenarios(opts: Options, names: list[str], results: dict, skipped: dict) -> dict:
+    """The scenarios on bench_api, one server: uniform and hot transfers, then hold_capture pairs."""
     uniform_tokens = mint(opts, DB_API, "uniform", "--all")
     users = sorted({uid for uid, _ in read_tokens(uniform_tokens)})
     hot_tokens = mint(opts, DB_API, "hot", "--user-id", str(users[0]), "--user-id", str(users[1]), "--per-user", "8")
+    token_of = dict(read_tokens(uniform_tokens))
     amount = "0.000001"
-    acknowledged = unanswered = 0
+    # Answers seen (2xx) and the bound on rows that may exist without one (requests wrk abandoned in
+    # flight when it stopped, timed-out requests that still committed), per kind of row.
+    seen = {"transfers": 0, "holds": 0, "captures": 0}
+    unanswered = {"transfers": 0, "holds": 0, "captures": 0}
+    in_flight = opts.connections * (2 if opts.warmup else 1)
     with Server(database=DB_API, logfile=opts.raw / "gunicorn_api.log") as server:
-        uid, token = read_tokens(uniform_tokens)[0]
         probe(
             f"{server.url}/wallet/transfer",
-            token,
+            token_of[users[0]],
             method="POST",
             body={"to_user_id": users[1], "currency": "USDT", "amount": amount},
         )
-        acknowledged += 1
+        seen["transfers"] += 1
         for name in names:
-            tokens = uniform_tokens if name == "uniform" else hot_tokens
+            if name == "hold_capture":
+                reason = hold_pair(server.url, token_of[users[0]], users[1], token_of[users[1]], amount)
+                if reason:
+                    log(f"scenario {name}: skipped, {reason}")
+                    skipped[name] = reason
+                    continue
+                seen["holds"] += 1
+                seen["captures"] += 1
+            tokens = hot_tokens if name == "hot" else uniform_tokens
             env = {
                 "BENCH_TOKENS": str(tokens),
                 "BENCH_AMOUNT": amount,
                 "BENCH_IDEMPOTENCY": "1" if opts.idempotency else "0",
             }
+            script = "transfer.lua"
+            if name == "hold_capture":
+                script = "hold_capture.lua"
+                env["BENCH_EXPIRES_IN"] = str(HOLD_EXPIRES_IN)
             log(f"scenario {name}: {opts.connections} connections, {opts.duration}s after {opts.warmup}s warm-up")
-            opts.recipes[name] = (DB_API, "transfer.lua", env)
-            row = measure(opts, server, name=name, database=DB_API, script="transfer.lua", env=env)
-            acknowledged += row["ok"] + row["warmup_ok"]
-            # wrk stops with up to one request in flight per connection, and a timed-out request may
-            # still commit: those transfers are recorded without a 2xx having been seen.
-            unanswered += (
-                row["errors_socket"] + row["warmup_socket_errors"] + opts.connections * (2 if opts.warmup else 1)
-            )
-            results[name] = finish(opts, row, database=DB_API, nwallets=1000 if name == "uniform" else 2)
-    return {"acknowledged_transfers": acknowledged, "unanswered_bound": unanswered, "users": users}
+            opts.recipes[name] = (DB_API, script, env)
+            row = measure(opts, server, name=name, database=DB_API, script=script, env=env)
+            lost = row["errors_socket"] + row["warmup_socket_errors"] + in_flight
+            if name == "hold_capture":
+                lua, warm = row["lua_counters"], row["warmup_lua_counters"]
+                seen["holds"] += lua.get("holds_ok", 0) + warm.get("holds_ok", 0)
+                seen["captures"] += lua.get("captures_ok", 0) + warm.get("captures_ok", 0)
+                unanswered["holds"] += lost
+                unanswered["captures"] += lost
+                hold_figures(row)
+            else:
+                # wrk stops with up to one request in flight per connection, and a timed-out request may
+                # still commit: those transfers are recorded without a 2xx having been seen.
+                seen["transfers"] += row["ok"] + row["warmup_ok"]
+                unanswered["transfers"] += lost
+            results[name] = finish(opts, row, database=DB_API, nwallets=2 if name == "hot" else 1000)
+    return {"seen": seen, "unanswered": unanswered, "users": users}
+
+
+def hold_figures(row: dict) -> None:
+    """Per pair (a hold placed and captured): rate, CPU and what is left over, from the script's counters."""
+    lua = row["lua_counters"]
+    pairs = lua.get("captures_ok", 0)
+    row.update(
+        holds_sent=lua.get("holds_sent", 0),
+        holds_ok=lua.get("holds_ok", 0),
+        captures_sent=lua.get("captures_sent", 0),
+        captures_ok=pairs,
+        # Holds answered but not captured when wrk stopped (at most one waiting per connection) plus
+        # captures in flight; they stay active, so the ledger's held total covers them.
+        holds_left_active=lua.get("holds_ok", 0) - pairs,
+        pairs_per_s=round(pairs / row["seconds"], 1) if row["seconds"] else 0.0,
+        app_cpu_ms_per_pair=round(1000 * row["app_cpu_s"] / max(1, pairs), 3),
+        db_cpu_ms_per_pair=round(1000 * row["db_cpu_s"] / max(1, pairs), 3),
+    )
 
 
 def history_scenarios(opts: Options, names: list[str], results: dict, hot_user: int) -> None:

@@ -18,8 +18,10 @@ from bench.load import wrk
 from bench.server import Server
 
 
-def profile(opts: Options, name: str) -> tuple[dict, int]:
-    """py-spy on every worker during an extra, unmeasured run of scenario ``name`` (same load)."""
+def profile(opts: Options, name: str) -> tuple[dict, int, dict[str, int]]:
+    """py-spy on every worker during an extra, unmeasured run of scenario ``name`` (same load).
+
+    Returns the summary, the 2xx answers and the script's counters (holds and captures answered)."""
     spy = shutil.which("py-spy") or str(PY.parent / "py-spy")
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install -r requirements-dev.txt")
@@ -39,7 +41,8 @@ def profile(opts: Options, name: str) -> tuple[dict, int]:
         run = wrk(opts, name=f"profile_{name}", url=server.url, script=script, env=env, duration=opts.duration)
         spy_proc.wait(60)
     ok = sum(v for r in (warm, run) for k, v in r["statuses"].items() if k.startswith("2"))
-    return summarize_profile(out), ok
+    counters = {k: warm.get("extra", {}).get(k, 0) + run.get("extra", {}).get(k, 0) for k in run.get("extra", {})}
+    return summarize_profile(out), ok, counters
 
 
 # Frames that name a cost on the request path; inclusive share of worker on-CPU samples.
@@ -60,6 +63,9 @@ PROFILE_BUCKETS = [
     ("        Ed25519 sign", "sign (audit/receipts.py"),
     ("        audit chain (entry_hash)", "entry_hash (audit/chain.py"),
     ("        commit (Atomic.__exit__)", "__exit__ (django/db/transaction.py"),
+    ("    hold placed (hold_create)", "hold_create (holds/services.py"),
+    ("    hold captured (hold_capture)", "hold_capture (holds/services.py"),
+    ("      the posting path (ledger_post)", "ledger_post (transactions/services.py"),
     ("    history view (HistoryViewSet.list)", "list (transactions/api/views.py"),
     ("      paginate (count + page)", "paginate (wallet_project/core/pagination.py"),
     ("      history_item (per row)", "history_item (transactions/selectors.py"),

@@ -17,7 +17,7 @@ from bench.db import (
 )
 
 
-def machine() -> dict:
+def machine(loadavg_at_start: list[str] | None = None) -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
     mhz = re.search(r"^cpu MHz\s*:\s*(.*)$", cpuinfo, re.M)
@@ -46,7 +46,8 @@ def machine() -> dict:
         "postgresql_settings": pg_settings,
         "wrk": version(["wrk", "--version"]),
         "pgbench": version(["pgbench", "--version"]),
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
+        # As the command started (read again here when not given: the end of the run)
+        "loadavg_at_start": loadavg_at_start or Path("/proc/loadavg").read_text().split()[:3],
     }
 
 
@@ -60,7 +61,7 @@ def git_state() -> dict:
     }
 
 
-def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
+def print_table(results: dict, round_trips: dict, final: dict | None, skipped: dict | None = None) -> None:
     header = (
         f"{'scenario':<14}{'req/s':>8}{'p50':>7}{'p95':>7}{'p99':>7}{'err':>6}{'ceiling':>9}{'ratio':>7}"
         f"{'RT/req':>7}{'xact':>6}{'appCPU':>8}{'dbCPU':>7}  goals"
@@ -68,12 +69,7 @@ def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
     print()
     print(header)
     print("-" * len(header))
-    rt_key = {
-        "uniform": "transfer",
-        "hot": "transfer",
-        "history_page1": "history_page1",
-        "history_deep": "history_deep",
-    }
+    rt_key = {"uniform": "transfer", "hot": "transfer"}
     for name in SCENARIOS:
         row = results.get(name)
         if row is None:
@@ -92,12 +88,20 @@ def print_table(results: dict, round_trips: dict, final: dict | None) -> None:
                     f"PostgreSQL {cp['db_cpu_s']} s{', cached' if cp.get('cached') else ''})"
                 )
             continue
-        rt = round_trips.get(rt_key[name], {}).get("round_trips_per_request", "")
+        rt = round_trips.get(rt_key.get(name, name), {}).get("round_trips_per_request", "")
         print(
             f"{name:<14}{row['rps']:>8.1f}{row['p50_ms']:>7.1f}{row['p95_ms']:>7.1f}{row['p99_ms']:>7.1f}"
             f"{row['errors']:>6}{row['ceiling_tps']:>9.1f}{row['ratio']:>7.3f}{rt!s:>7}{row['db_xacts_per_request']:>6}"
             f"{row['app_cpu_ms_per_request']:>8.2f}{row['db_cpu_ms_per_request']:>7.2f}  {verdict}"
         )
+    if row := results.get("hold_capture"):
+        print(
+            f"{'hold_capture':<14}{row['pairs_per_s']} pairs/s (hold placed + captured), pair ratio "
+            f"{row['pair_ratio']}, app/DB CPU ms per pair {row['app_cpu_ms_per_pair']}/{row['db_cpu_ms_per_pair']}, "
+            f"round trips per pair {row.get('db_round_trips_per_pair', '')}, {row['holds_left_active']} left active"
+        )
+    for name, reason in (skipped or {}).items():
+        print(f"{name:<14}skipped: {reason}")
     for name in SCENARIOS:
         one = results.get(name, {}).get("single_connection")
         if one:
@@ -140,6 +144,18 @@ def markdown(document: dict) -> str:
             f"| {row['db_xacts_per_request']} | {row['app_cpu_ms_per_request']} | {row['db_cpu_ms_per_request']} "
             f"| {row['machine_busy_pct']} % | {row['other_cpu_s']} |"
         )
+    if row := results.get("hold_capture"):
+        lines += [
+            "",
+            "| hold_capture | pairs/s | pair ratio | app CPU ms/pair | DB CPU ms/pair | round trips/pair "
+            "| holds placed / captured (2xx) | left active |",
+            "|---|---:|---:|---:|---:|---:|---|---:|",
+            f"| a hold placed, then captured by its payee | {row['pairs_per_s']} | {row['pair_ratio']} "
+            f"| {row['app_cpu_ms_per_pair']} | {row['db_cpu_ms_per_pair']} | {row.get('db_round_trips_per_pair', '–')} "
+            f"| {row['holds_ok']:,} / {row['captures_ok']:,} | {row['holds_left_active']} |",
+        ]
+    for name, reason in document.get("skipped", {}).items():
+        lines += ["", f"Scenario `{name}` skipped: {reason}."]
     singles = [(n, results[n]["single_connection"]) for n in SCENARIOS if "single_connection" in results.get(n, {})]
     if singles:
         lines += [
@@ -179,6 +195,11 @@ def markdown(document: dict) -> str:
             f"(at most {final['unanswered_bound']} may be recorded without an answer: requests in flight when wrk "
             f"stopped), consistent: {final['transfers_match']}.",
         ]
+        for kind, check in final.get("holds", {}).items():
+            lines[-1] += (
+                f" {kind.capitalize()}: {check['acknowledged']:,} answered 2xx, {check['recorded']:,} recorded "
+                f"(at most {check['unanswered_bound']} without an answer)."
+            )
     if rts:
         lines += [
             "",
@@ -190,10 +211,17 @@ def markdown(document: dict) -> str:
                 f"| {name} | {rt['round_trips_per_request']} | {rt['app_cpu_ms_sequential']} "
                 f"| {rt['app_user_cpu_ms_sequential']} |"
             )
+            for label, part in rt.get("by_label", {}).items():
+                lines.append(
+                    f"| {name}: {label} | {part['round_trips_per_request']} | {part['app_cpu_ms_sequential']} "
+                    f"| {part['app_user_cpu_ms_sequential']} |"
+                )
         for name, rt in rts.items():
-            if rt["example_request"]:
-                lines += ["", f"Statements of one `{name}` request, in order:", ""]
-                lines += [f"{i}. `{s[:150]}`" for i, s in enumerate(rt["example_request"], 1)]
+            examples = {f"{name}: {k}": v["example_request"] for k, v in rt.get("by_label", {}).items()}
+            for title, example in examples.items() or {name: rt["example_request"]}.items():
+                if example:
+                    lines += ["", f"Statements of one `{title}` request, in order:", ""]
+                    lines += [f"{i}. `{s[:150]}`" for i, s in enumerate(example, 1)]
     lines += ["", "Ceilings measured during the run (pgbench, each right after the API run it is named after):", ""]
     lines += ["| after | nwallets | tps | p50 ms | p99 ms | machine busy |", "|---|---:|---:|---:|---:|---:|"]
     lines += [

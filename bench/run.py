@@ -36,6 +36,7 @@ if str(_HERE.parent) not in sys.path:
 from bench.ceiling import ceiling  # noqa: E402
 from bench.config import (  # noqa: E402
     ALIASES,
+    API_SCENARIOS,
     DB_API,
     PG_HOST,
     PG_PORT,
@@ -52,7 +53,7 @@ from bench.db import (  # noqa: E402
     prepare_api_db,
     prepare_reads_db,
 )
-from bench.load import history_scenarios, reconcile_scenario, run_reconcile, transfer_scenarios  # noqa: E402
+from bench.load import api_scenarios, history_scenarios, reconcile_scenario, run_reconcile  # noqa: E402
 from bench.profiling import profile  # noqa: E402
 from bench.report import git_state, machine, markdown, print_table  # noqa: E402
 from bench.roundtrips import round_trip_section  # noqa: E402
@@ -80,6 +81,30 @@ def check_tools() -> None:
         admin().close()
     except psycopg.OperationalError as exc:
         raise SystemExit(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {exc}") from exc
+
+
+def api_rows_check(api: dict, *, captures: bool) -> dict:
+    """Rows in bench_api against the 2xx answers seen: every answer is recorded, and only requests wrk
+    stopped waiting for may be recorded without one. A capture is a transfer row too (one per capture)."""
+    seen, bound = api["seen"], api["unanswered"]
+    with admin(DB_API) as conn:
+        transfers = conn.execute("SELECT COUNT(*) FROM transactions_transaction WHERE type = 'transfer'").fetchone()[0]
+        recorded = {"transfers": transfers}
+        if captures:
+            recorded["holds"] = conn.execute("SELECT COUNT(*) FROM holds_hold").fetchone()[0]
+            recorded["captures"] = conn.execute("SELECT COUNT(*) FROM holds_holdcapture").fetchone()[0]
+            recorded["transfers"] -= recorded["captures"]
+    match = {kind: 0 <= recorded[kind] - seen[kind] <= bound[kind] for kind in recorded}
+    out = {
+        "acknowledged_transfers": seen["transfers"],
+        "recorded_transfers": recorded["transfers"],
+        "unanswered_bound": bound["transfers"],
+        "transfers_match": all(match.values()),
+    }
+    if captures:
+        out["holds"] = {kind: {"acknowledged": seen[kind], "recorded": recorded[kind], "unanswered_bound": bound[kind],
+                               "match": match[kind]} for kind in ("holds", "captures")}  # fmt: skip
+    return out
 
 
 def main() -> int:
@@ -133,6 +158,7 @@ def main() -> int:
     )
     log(f"raw outputs in {raw.relative_to(ROOT)}")
     started = time.perf_counter()
+    load_at_start = Path("/proc/loadavg").read_text().split()[:3]
 
     if args.ceiling_only:
         for i in range(args.ceiling_only):
@@ -149,10 +175,11 @@ def main() -> int:
     names = parse_scenarios(args.scenarios)
     setup_log = raw / "setup.log"
     results: dict[str, dict] = {}
-    transfers = hot_user = None
-    if any(n in names for n in ("uniform", "hot")):
+    skipped: dict[str, str] = {}
+    api = hot_user = None
+    if any(n in API_SCENARIOS for n in names):
         prepare_api_db(opts, setup_log)
-        transfers = transfer_scenarios(opts, [n for n in names if n in ("uniform", "hot")], results)
+        api = api_scenarios(opts, [n for n in names if n in API_SCENARIOS], results, skipped)
     if any(n.startswith("history") or n == "reconcile" for n in names):
         hot_user = prepare_reads_db(opts, setup_log, regenerate=args.regenerate)
     if any(n.startswith("history") for n in names):
@@ -161,43 +188,45 @@ def main() -> int:
         reconcile_scenario(opts, results)
     round_trips = {}
     if not args.no_round_trips:
-        round_trips = round_trip_section(opts, names, transfers["users"] if transfers else None, hot_user)
-        if transfers:
-            transfers["acknowledged_transfers"] += round_trips["transfer"]["requests_counted"] + 3
+        measured = [n for n in names if n in results]
+        round_trips = round_trip_section(opts, measured, api["users"] if api else None, hot_user)
+        if api:
+            api["seen"]["transfers"] += round_trips["transfer"]["requests_counted"] + 3
+        if "hold_capture" in round_trips:
+            pairs = round_trips["hold_capture"]["pairs"]
+            api["seen"]["holds"] += pairs
+            api["seen"]["captures"] += pairs
         for name, row in results.items():
             key = "transfer" if name in ("uniform", "hot") else name
             if key in round_trips:
                 row["db_round_trips_per_request"] = round_trips[key]["round_trips_per_request"]
+                if "round_trips_per_pair" in round_trips[key]:
+                    row["db_round_trips_per_pair"] = round_trips[key]["round_trips_per_pair"]
     profiles = {}
     for name in parse_scenarios(args.profile) if args.profile else []:
         if name not in opts.recipes:
             continue
         log(f"profiling the workers with py-spy during an extra (unmeasured) {name} run")
-        profiles[name], answered = profile(opts, name)
+        profiles[name], answered, counters = profile(opts, name)
         if name in ("uniform", "hot"):
-            transfers["acknowledged_transfers"] += answered
-            transfers["unanswered_bound"] += 2 * opts.connections
+            api["seen"]["transfers"] += answered
+            api["unanswered"]["transfers"] += 2 * opts.connections
+        elif name == "hold_capture":
+            api["seen"]["holds"] += counters.get("holds_ok", 0)
+            api["seen"]["captures"] += counters.get("captures_ok", 0)
+            api["unanswered"]["holds"] += 2 * opts.connections
+            api["unanswered"]["captures"] += 2 * opts.connections
     final = None
-    if transfers:
+    if api:
         log(f"final reconcile of {DB_API}")
         final = run_reconcile(opts, DB_API, "api")
-        with admin(DB_API) as conn:
-            recorded = conn.execute("SELECT COUNT(*) FROM transactions_transaction WHERE type = 'transfer'").fetchone()[
-                0
-            ]
-        final.update(
-            acknowledged_transfers=transfers["acknowledged_transfers"],
-            recorded_transfers=recorded,
-            unanswered_bound=transfers["unanswered_bound"],
-            # Every 2xx is recorded; extra rows can only be requests wrk stopped waiting for.
-            transfers_match=0 <= recorded - transfers["acknowledged_transfers"] <= transfers["unanswered_bound"],
-        )
+        final.update(api_rows_check(api, captures="hold_capture" in results or "hold_capture" in round_trips))
 
     document = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/run.py " + " ".join(sys.argv[1:]),
         "git": git_state(),
-        "machine": machine(),
+        "machine": machine(load_at_start),
         "conditions": {
             "server": "gunicorn -c gunicorn.conf.py (sync workers, cpu_count + 1), full middleware stack",
             "settings": "DEBUG=false, production secrets, SECURE_SSL_REDIRECT=false, ALLOWED_HOSTS=127.0.0.1, "
@@ -216,6 +245,7 @@ def main() -> int:
             "other_cpu_s per scenario",
         },
         "scenarios": results,
+        "skipped": skipped,
         "round_trips": round_trips,
         "ceilings": opts.ceilings,
         "profile": profiles,
@@ -227,7 +257,7 @@ def main() -> int:
     args.output.write_text(json.dumps(document, indent=2) + "\n")
     (raw / "results.json").write_text(json.dumps(document, indent=2) + "\n")
     (raw / "summary.md").write_text(markdown(document))
-    print_table(results, round_trips, final)
+    print_table(results, round_trips, final, skipped)
     print(f"\nresults: {args.output}  raw: {raw.relative_to(ROOT)}  ({document['elapsed_s']} s)")
     if final is not None and not (final["ok"] and final["transfers_match"]):
         print("FAILED: the API database does not reconcile after the load", file=sys.stderr)

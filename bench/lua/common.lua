@@ -23,9 +23,15 @@ function M.setup(thread)
 end
 
 counts = {}
+-- Named counters a script keeps besides the statuses (e.g. holds placed, captures sent): "extra" in the JSON.
+extra = {}
 
 function M.response(status, headers, body)
   counts[status] = (counts[status] or 0) + 1
+end
+
+function M.count(name, n)
+  extra[name] = (extra[name] or 0) + (n or 1)
 end
 
 function M.done(summary, latency, requests)
@@ -36,21 +42,31 @@ function M.done(summary, latency, requests)
       statuses[tostring(status)] = (statuses[tostring(status)] or 0) + n
     end
   end
+  local extras = {}
+  for _, thread in ipairs(threads) do
+    for name, n in pairs(thread:get("extra") or {}) do
+      extras[name] = (extras[name] or 0) + n
+    end
+  end
   local parts = {}
   for status, n in pairs(statuses) do
     parts[#parts + 1] = string.format('"%s":%d', status, n)
+  end
+  local extra_parts = {}
+  for name, n in pairs(extras) do
+    extra_parts[#extra_parts + 1] = string.format('"%s":%d', name, n)
   end
   local e = summary.errors
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
       .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
       .. '"latency_us":{"mean":%.1f,"p50":%d,"p90":%d,"p95":%d,"p99":%d,"p999":%d,"max":%d},'
-      .. '"statuses":{%s}}\n',
+      .. '"statuses":{%s},"extra":{%s}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(95),
     latency:percentile(99), latency:percentile(99.9), latency.max,
-    table.concat(parts, ",")))
+    table.concat(parts, ","), table.concat(extra_parts, ",")))
 end
 
 return M
