@@ -688,9 +688,9 @@ def run_idempotent(
 ) -> T:
     """Run ``body`` in a durable transaction (retrying deadlocks) behind an optional idempotency key.
 
-    A used key answers with ``replay(record)`` (or its stored refusal, raised). A refusal the body
-    raises is rolled back to a savepoint, recorded against the key, committed, then raised, so that a
-    replay answers the same; the holds app's services take this path (transfers take ``ledger_post``'s
+    A used key answers with ``replay(record)`` (or its stored refusal, raised). Behind a key, a refusal
+    the body raises is rolled back to a savepoint, recorded against the key, committed, then raised,
+    so that a replay answers the same (without a key it rolls the whole transaction back); the holds app's services take this path (transfers take ``ledger_post``'s
     own, which needs no savepoint).
     """
 
@@ -703,12 +703,13 @@ def run_idempotent(
                 if record.transaction_id is None and record.resource_id is None:
                     raise replayed_error(record)
                 return replay(record)
+        if idempotency is None:  # a refusal rolls the whole transaction back: no savepoint needed
+            outcome = body()
+            return outcome.value
         try:
             with transaction.atomic():
                 outcome = body()
         except errors.ApiError as refusal:
-            if idempotency is None:
-                raise
             idempotency_store(
                 user_id=owner_id,
                 key=idempotency.key,
@@ -717,15 +718,14 @@ def run_idempotent(
                 error=refusal,
             )
             return _Refused(refusal)
-        if idempotency is not None:
-            idempotency_store(
-                user_id=owner_id,
-                key=idempotency.key,
-                scope=idempotency.scope,
-                fingerprint=idempotency.fingerprint,
-                transaction_id=outcome.transaction_id,
-                resource_id=outcome.resource_id,
-            )
+        idempotency_store(
+            user_id=owner_id,
+            key=idempotency.key,
+            scope=idempotency.scope,
+            fingerprint=idempotency.fingerprint,
+            transaction_id=outcome.transaction_id,
+            resource_id=outcome.resource_id,
+        )
         return outcome.value
 
     result = run_in_transaction(attempt)
