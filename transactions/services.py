@@ -690,8 +690,8 @@ def run_idempotent(
 
     A used key answers with ``replay(record)`` (or its stored refusal, raised). Behind a key, a refusal
     the body raises is rolled back to a savepoint, recorded against the key, committed, then raised,
-    so that a replay answers the same (without a key it rolls the whole transaction back); the holds app's services take this path (transfers take ``ledger_post``'s
-    own, which needs no savepoint).
+    so that a replay answers the same (without a key it rolls the whole transaction back). The holds
+    app's services take this path; transfers take ``ledger_post``'s own, which needs no savepoint.
     """
 
     def attempt() -> T | _Refused:
