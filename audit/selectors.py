@@ -38,7 +38,10 @@ def balance_history_queryset(
         qs = qs.filter(created_at__gte=created_after)
     if created_before:
         qs = qs.filter(created_at__lt=created_before)
-    return qs.select_related("transaction", "wallet__currency").order_by("-id")
+    qs = qs.select_related("transaction", "wallet__currency")
+    # One wallet's entries are numbered (seq) in the order of their ids: the same order, one range of the
+    # (wallet, seq) index, where -id would sort the wallet's whole chain.
+    return qs.order_by("-seq") if wallet_id is not None else qs.order_by("-id")
 
 
 def balance_history_document(entry: BalanceHistory) -> dict:

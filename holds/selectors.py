@@ -54,6 +54,12 @@ def hold_list(*, user: Viewer, status: str | None = None, role: str | None = Non
     return qs.order_by("-id")
 
 
+def hold_list_parts(*, user: Viewer, status: str | None = None, role: str | None = None) -> list[QuerySet[Hold]]:
+    """``hold_list`` as disjoint lists that are each one range of an index, newest first: the holds the user
+    pays and those they are paid by (never both: a payee is not the payer, ``hold_payee_not_payer``)."""
+    return [hold_list(user=user, status=status, role=part) for part in ([role] if role else ["payer", "payee"])]
+
+
 def expired_held_by_wallet(wallet_ids: list[int], now: datetime) -> dict[int, Decimal]:
     """What holds past their expiry, not yet released, still reserve in each wallet's ``held``."""
     # Added up here, not in SQL: money arithmetic stays exact on SQLite too (currencies.money_field).

@@ -17,7 +17,7 @@ from transactions import sql
 from transactions.events import reversed_hash, transaction_document
 from transactions.models import Transaction
 from wallet_project.core import errors
-from wallet_project.core.pagination import paginate
+from wallet_project.core.pagination import CursorWindow, invalid_cursor, keyset_page, paginate
 from wallets.models import Wallet
 
 
@@ -104,6 +104,56 @@ def history_page(
         total=total,
         page_rows=lambda offset, limit: _position_rows(wallet_id, newest=entries - offset, limit=limit),
     )
+
+
+def history_cursor_page(
+    *,
+    user_id: int,
+    currency_id: int | None = None,
+    direction: str | None = None,
+    tx_type: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    window: CursorWindow,
+) -> dict:
+    """One cursor page of a user's history (``{data, pagination: {next_cursor, has_more}}``), newest first.
+
+    When the history lives in one wallet (unfiltered, or filtered by currency alone) a page is the next
+    range of that wallet's posting positions below the cursor's (``{"w": wallet, "p": posting}``), the
+    same two prepared statements as the page-number fast path; positions run 1..postings without gaps,
+    so the range's size is the page's and position 1 ends the list. Otherwise a page is the user's legs
+    below the cursor's entry id (``{"id": ...}``), one backward range of the (user, id) index. A cursor
+    of one wallet's positions whose user has since gained a second wallet's history goes on by id from
+    the same entry: within a wallet, entries are numbered in the order of their ids.
+    """
+    if all(value is None for value in (direction, tx_type, created_after, created_before)):
+        chains = _user_chains(user_id, currency_id=currency_id)
+        if not chains:
+            return window.envelope([], None)
+        if len(chains) == 1 and (window.after is None or window.after.get("w") == chains[0][0]):
+            ((wallet_id, postings),) = chains
+            posting = window.key("p")
+            newest = postings if posting is None else posting - 1
+            rows = _position_rows(wallet_id, newest=newest, limit=window.limit) if newest > 0 else []
+            oldest = newest - len(rows) + 1
+            render = _position_item if connection.vendor == "postgresql" else history_item
+            more = bool(rows) and oldest > 1
+            return window.envelope([render(row) for row in rows], {"w": wallet_id, "p": oldest} if more else None)
+    if window.after is not None and "p" in window.after:
+        entry = BalanceHistory.objects.filter(wallet_id=window.value("w"), posting=window.value("p"))
+        entry_id = entry.values_list("id", flat=True).first()
+        if entry_id is None:  # not this ledger's (a cursor of a database since replaced)
+            raise invalid_cursor()
+        window = window.starting_after({"id": entry_id})
+    queryset = history_queryset(
+        user_id=user_id,
+        currency_id=currency_id,
+        direction=direction,
+        tx_type=tx_type,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    return keyset_page(queryset, history_item, window)
 
 
 class _TransactionRow(NamedTuple):

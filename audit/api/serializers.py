@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from audit.models import BalanceHistory
 from audit.selectors import balance_history_document
-from wallet_project.core.pagination import PageFilter, PaginationOut
+from wallet_project.core.pagination import ListPaginationOut, PageFilter
 from wallet_project.core.params import DateTimeQuery, IntQuery, TextQuery
 
 
@@ -46,4 +46,4 @@ class BalanceHistoryOut(serializers.Serializer):
 class BalanceHistoryPageOut(serializers.Serializer):
     # A declared field leaves the class body (DRF's metaclass collects it), so .data is still the property.
     data = BalanceHistoryOut(many=True)  # type: ignore[assignment]
-    pagination = PaginationOut()
+    pagination = ListPaginationOut()

@@ -4,8 +4,10 @@ from rest_framework.response import Response
 
 from audit.api.serializers import BalanceHistoryFilter, BalanceHistoryPageOut
 from audit.selectors import balance_history_document, balance_history_queryset
-from wallet_project.core.pagination import paginate
+from wallet_project.core.pagination import list_page
 from wallet_project.core.schema import error_responses
+
+FILTERS = ("user_id", "wallet_id", "currency", "created_after", "created_before")
 
 
 class BalanceHistoryViewSet(viewsets.ViewSet):
@@ -17,9 +19,11 @@ class BalanceHistoryViewSet(viewsets.ViewSet):
     )
     def list(self, request):
         query = BalanceHistoryFilter.parse(request.query_params)
-        page, page_size = query.pop("page"), query.pop("page_size")
-        qs = balance_history_queryset(viewer=request.user, **query)
+        filters = {name: query.get(name) for name in FILTERS}
+        qs = balance_history_queryset(viewer=request.user, **filters)
+        # Bound to the viewer too: without a user_id, a user's list is their own and staff's is everyone's.
+        scope = {"list": "audit/balance-history", "viewer": request.user.pk, **filters}
         return Response(
-            paginate(qs, balance_history_document, page=page, page_size=page_size),
+            list_page(qs, balance_history_document, query, scope=scope),
             headers={"Cache-Control": "no-store"},
         )

@@ -7,7 +7,7 @@ from holds.models import Hold, WithdrawalRequest
 from holds.services import DEFAULT_EXPIRES_IN, MAX_EXPIRES_IN
 from transactions.api.serializers import TransactionOut
 from wallet_project.core.fields import FlatStrictSerializer, IdField, StrictCharField, StrictIntegerField
-from wallet_project.core.pagination import PageFilter, PaginationOut
+from wallet_project.core.pagination import ListPaginationOut, PageFilter
 from wallet_project.core.params import ChoiceQuery, IntQuery
 
 # An external address or on-chain id: printable ASCII, no blanks (what any chain's notation uses). The
@@ -130,7 +130,7 @@ class HoldCaptureOut(serializers.Serializer):
 @extend_schema_serializer(many=False)  # a list action answering with one page object
 class HoldPageOut(serializers.Serializer):
     data = HoldOut(many=True)  # type: ignore[assignment]  # a declared field, not Serializer.data
-    pagination = PaginationOut()
+    pagination = ListPaginationOut()
 
 
 class WithdrawalRequestOut(serializers.Serializer):
@@ -160,4 +160,4 @@ class WithdrawalRequestOut(serializers.Serializer):
 @extend_schema_serializer(many=False)
 class WithdrawalRequestPageOut(serializers.Serializer):
     data = WithdrawalRequestOut(many=True)  # type: ignore[assignment]
-    pagination = PaginationOut()
+    pagination = ListPaginationOut()

@@ -1,3 +1,4 @@
+from functools import partial
 from typing import Any
 
 from django.utils import timezone
@@ -21,7 +22,13 @@ from holds.api.serializers import (
     WithdrawalRequestPageOut,
 )
 from holds.events import hold_document, withdrawal_request_document
-from holds.selectors import hold_get_for, hold_list, withdrawal_request_get_for, withdrawal_request_list
+from holds.selectors import (
+    hold_get_for,
+    hold_list,
+    hold_list_parts,
+    withdrawal_request_get_for,
+    withdrawal_request_list,
+)
 from holds.services import (
     hold_capture,
     hold_create,
@@ -36,7 +43,7 @@ from transactions.events import transaction_document
 from transactions.idempotency import HEADER, request_fingerprint, validate_key
 from transactions.selectors import recipient_id_by_username
 from transactions.services import Idempotency
-from wallet_project.core.pagination import paginate
+from wallet_project.core.pagination import cursor_window, keyset_page, list_page, paginate
 from wallet_project.core.schema import error_responses
 
 
@@ -90,13 +97,17 @@ class HoldViewSet(viewsets.ViewSet):
     )
     def list(self, request):
         query = HoldListFilter.parse(request.query_params)
+        status, role = query.get("status"), query.get("role")
         now = timezone.now()
-        page = paginate(
-            hold_list(user=request.user, status=query.get("status"), role=query.get("role")),
-            lambda hold: hold_document(hold, now=now),
-            page=query["page"],
-            page_size=query["page_size"],
+        render = partial(hold_document, now=now)
+        window = cursor_window(
+            query, scope={"list": "holds", "viewer": request.user.pk, "status": status, "role": role}
         )
+        if window is None:
+            holds = hold_list(user=request.user, status=status, role=role)
+            page = paginate(holds, render, page=query["page"], page_size=query["page_size"])
+        else:
+            page = keyset_page(hold_list_parts(user=request.user, status=status, role=role), render, window)
         return Response(page, headers=NO_STORE)
 
     @extend_schema(
@@ -173,11 +184,12 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
     )
     def list(self, request):
         query = WithdrawalRequestListFilter.parse(request.query_params)
-        page = paginate(
-            withdrawal_request_list(user=request.user, status=query.get("status"), user_id=query.get("user_id")),
+        status, user_id = query.get("status"), query.get("user_id")
+        page = list_page(
+            withdrawal_request_list(user=request.user, status=status, user_id=user_id),
             withdrawal_request_document,
-            page=query["page"],
-            page_size=query["page_size"],
+            query,
+            scope={"list": "withdrawal-requests", "viewer": request.user.pk, "status": status, "user_id": user_id},
         )
         return Response(page, headers=NO_STORE)
 

@@ -25,6 +25,9 @@ def drf_validated(filter_class, params):
         (TransactionHistoryFilter, "created_after=2024-01-01T00:00:00Z&created_before=2024-02-01t00:00:00z"),
         (TransactionHistoryFilter, "currency=&unknown=1"),
         (BalanceHistoryFilter, "user_id=3&wallet_id=4&currency=BTC&page=1"),
+        (BalanceHistoryFilter, "user_id=3&limit=5"),
+        (TransactionHistoryFilter, "direction=sent&cursor=abc&limit=100"),
+        (TransactionHistoryFilter, "cursor="),
         (StatsFilter, ""),
         (StatsFilter, "window=7d&currency_id=1"),
     ],
@@ -42,6 +45,11 @@ def test_parse_gives_what_validation_gives(usdt, filter_class, query):
         (TransactionHistoryFilter, "page_size=101", "page_size"),
         (TransactionHistoryFilter, "created_before=yesterday", "created_before"),
         (BalanceHistoryFilter, "wallet_id=-1", "wallet_id"),
+        (BalanceHistoryFilter, "limit=0", "limit"),
+        (BalanceHistoryFilter, "limit=101&cursor=x", "limit"),
+        (TransactionHistoryFilter, "page=1&cursor=x", "cursor"),  # the modes do not mix
+        (TransactionHistoryFilter, "page_size=5&limit=5", "limit"),
+        (TransactionHistoryFilter, "limit=5&page=0", "page"),  # a malformed value answers first
         (StatsFilter, "window=&currency_id=x", "window"),
     ],
 )

@@ -35,6 +35,9 @@ SEMANTIC_400 = [
     "GET /transactions/{user_id}",
     "GET /audit/balance-history",
     "GET /wallet/{user_id}/stats",  # window at most 3660 days
+    # A cursor these lists did not issue (signed: a generated one is a forgery), or both paging modes at once.
+    "GET /holds",
+    "GET /withdrawal-requests",
     # Available money, the payee not the payer, at most what remains of a hold; and (all of them) a key
     # already used with another body or on another hold or request.
     "POST /holds",

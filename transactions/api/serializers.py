@@ -10,8 +10,8 @@ from transactions.events import transaction_document
 from transactions.models import Transaction
 from transactions.selectors import history_item, receipt_document
 from wallet_project.core.fields import FlatStrictSerializer, IdField
-from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter, PaginationOut
-from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
+from wallet_project.core.pagination import ListPaginationOut, PageFilter
+from wallet_project.core.params import ChoiceQuery, DateTimeQuery, QueryField
 
 
 class TransferIn(FlatStrictSerializer):
@@ -63,8 +63,6 @@ class TransactionHistoryFilter(PageFilter):
     type = ChoiceQuery(choices=Transaction.Type.values)
     created_after = DateTimeQuery(help_text="ISO 8601, inclusive")
     created_before = DateTimeQuery(help_text="ISO 8601, exclusive")
-    page = IntQuery(maximum=MAX_PAGE, fallback=1, help_text="1-based; malformed → 400")
-    page_size = IntQuery(maximum=MAX_PAGE_SIZE, fallback=DEFAULT_PAGE_SIZE, help_text="1..100, default 20")
 
 
 class TransactionOut(serializers.Serializer):
@@ -109,7 +107,7 @@ class HistoryItemOut(TransactionOut):
 class HistoryPageOut(serializers.Serializer):
     # A declared field leaves the class body (DRF's metaclass collects it), so .data is still the property.
     data = HistoryItemOut(many=True)  # type: ignore[assignment]
-    pagination = PaginationOut()
+    pagination = ListPaginationOut()
 
 
 class ReversalRefOut(serializers.Serializer):

@@ -19,9 +19,16 @@ from transactions.api.serializers import (
 )
 from transactions.events import transaction_document
 from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
-from transactions.selectors import history_page, receipt_document, recipient_id_by_username, transaction_get_by_hash
+from transactions.selectors import (
+    history_cursor_page,
+    history_page,
+    receipt_document,
+    recipient_id_by_username,
+    transaction_get_by_hash,
+)
 from transactions.services import Idempotency, deposit_create, reversal_create, transfer_create, withdrawal_create
 from wallet_project.core import errors
+from wallet_project.core.pagination import cursor_window
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
 from wallet_project.core.principal import principal_check, unverified_principal
 from wallet_project.core.schema import error_responses, security
@@ -207,16 +214,18 @@ class HistoryViewSet(viewsets.ViewSet):
     def list(self, request, user_id: int):
         ensure_owner_or_staff(request.user, user_id)
         query = TransactionHistoryFilter.parse(request.query_params)
-        page = history_page(
-            user_id=user_id,
-            currency_id=query.get("currency"),
-            direction=query.get("direction"),
-            tx_type=query.get("type"),
-            created_after=query.get("created_after"),
-            created_before=query.get("created_before"),
-            page=query["page"],
-            page_size=query["page_size"],
-        )
+        filters = {
+            "currency_id": query.get("currency"),
+            "direction": query.get("direction"),
+            "tx_type": query.get("type"),
+            "created_after": query.get("created_after"),
+            "created_before": query.get("created_before"),
+        }
+        window = cursor_window(query, scope={"list": "transactions", "user_id": user_id, **filters})
+        if window is None:
+            page = history_page(user_id=user_id, **filters, page=query["page"], page_size=query["page_size"])
+        else:
+            page = history_cursor_page(user_id=user_id, **filters, window=window)
         return Response(page, headers=NO_STORE)
 
 
