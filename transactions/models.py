@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -46,6 +47,11 @@ class Transaction(models.Model):
     # Not a column: set by the ledger services on the transaction they return, True when an
     # idempotency key replayed it (read with getattr: a transaction loaded otherwise has none).
     replayed: bool
+    # Not columns either: the sender's wallet as this movement left it (the sender leg's balance_after,
+    # and that less its held_after), set by the ledger on a transaction it posts; replies read them
+    # through transactions.selectors.sender_balances_after, which reads the leg for any other.
+    sender_balance_after: Decimal
+    sender_available_after: Decimal
 
     class Meta:
         constraints = [

@@ -345,6 +345,9 @@ def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[s
             sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, held_delta, wallet.held,
                           held_after, hold_uid, wallet.audit_head, link, wallet.entries + 1, wallet.postings + 1)
         )  # fmt: skip
+    if source is not None:  # the reply's resulting balances, from the write itself (no read after it)
+        tx.sender_balance_after = legs[0].balance_after
+        tx.sender_available_after = legs[0].balance_after - legs[0].held_after
     return legs
 
 

@@ -8,7 +8,7 @@ from currencies.money import AmountField
 from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from transactions.models import Transaction
-from transactions.selectors import history_item, receipt_document
+from transactions.selectors import history_item, receipt_document, sender_balances_after
 from wallet_project.core.fields import FlatStrictSerializer, IdField
 from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter, PaginationOut
 from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
@@ -91,11 +91,32 @@ class TransactionOut(serializers.Serializer):
         return transaction_document(instance, currency_code=instance.currency.code)
 
 
-class TransferOut(TransactionOut):
+class BalancesAfterOut(serializers.Serializer):
+    """The resulting balance of the wallet a movement spent from, as the write left it (not as it is now)."""
+
+    balance_after = serializers.CharField(help_text="Balance of the wallet spent from, after this movement (8 places)")
+    available_after = serializers.CharField(
+        help_text="What that wallet could still spend after this movement: balance less held (8 places)"
+    )
+
+
+class TransferOut(TransactionOut, BalancesAfterOut):
     message = serializers.CharField(default="transfer successful")
 
     def to_representation(self, instance: Transaction) -> dict:
-        return {"message": "transfer successful", **super().to_representation(instance)}
+        return transfer_reply(instance)
+
+
+def transfer_reply(tx: Transaction) -> dict:
+    """The transfer reply: the transaction document, and the caller's wallet as the transfer left it
+    (an idempotent replay: as the original left it)."""
+    balances = sender_balances_after(tx)
+    assert balances is not None, "a transfer has a sender"
+    return {
+        "message": "transfer successful",
+        **transaction_document(tx, currency_code=tx.currency.code),
+        **balances.document(),
+    }
 
 
 class HistoryItemOut(TransactionOut):

@@ -16,6 +16,7 @@ from transactions.api.serializers import (
     TransactionOut,
     TransferIn,
     TransferOut,
+    transfer_reply,
 )
 from transactions.events import transaction_document
 from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
@@ -106,8 +107,7 @@ class TransferViewSet(viewsets.ViewSet):
             idempotency=idempotency,
             principal=unverified_principal(request.user),
         )
-        body = {"message": "transfer successful", **transaction_document(tx, currency_code=currency.code)}
-        return _money_response(tx, body)
+        return _money_response(tx, transfer_reply(tx))
 
 
 def _before_the_account_check(exc: Exception) -> bool:
