@@ -117,3 +117,35 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class TransferBatch(models.Model):
+    """Transfers one sender posted together, all or nothing (``POST /transfers/batch``).
+
+    Its items say which transactions, in the request's order: their ids need not be consecutive
+    (other movements take ids in between), so an idempotent replay (the key's ``resource_id`` is the
+    batch) reads them here.
+    """
+
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "transfer batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}"
+
+
+class TransferBatchItem(models.Model):
+    batch = models.ForeignKey(TransferBatch, on_delete=models.PROTECT, related_name="items")
+    position = models.PositiveSmallIntegerField(help_text="The item's index in the request, from 0")
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="batch_item")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "position"], name="transfer_batch_item_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id}[{self.position}]"
