@@ -9,7 +9,8 @@ from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from transactions.models import Transaction
 from transactions.selectors import history_item, receipt_document, sender_balances_after
-from wallet_project.core.fields import FlatStrictSerializer, IdField
+from transactions.services import BATCH_MAX_ITEMS, TransferBatchResult
+from wallet_project.core.fields import FlatStrictSerializer, IdField, StrictSerializer
 from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE, PageFilter, PaginationOut
 from wallet_project.core.params import ChoiceQuery, DateTimeQuery, IntQuery, QueryField
 
@@ -30,6 +31,46 @@ class TransferIn(FlatStrictSerializer):
         if ("to_user_id" in attrs) == ("to_username" in attrs):
             raise serializers.ValidationError({"to_user_id": ["give exactly one of to_user_id or to_username"]})
         return attrs
+
+
+class BatchTransferIn(TransferIn):
+    """One transfer of a batch: a transfer's body; the sender is the caller."""
+
+    from_user_id = None  # type: ignore[assignment]  # (a declared field removed)
+
+
+class TransferBatchIn(StrictSerializer):
+    """`{transfers: [...]}`, every item validated, each error keyed by its item: `transfers[2].to_user_id`."""
+
+    transfers = serializers.ListField(
+        child=BatchTransferIn(), min_length=1, max_length=BATCH_MAX_ITEMS
+    )  # (the schema: see below)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # DRF would nest the items' errors as a list of dicts; the contract names them by path.
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        unknown = sorted(set(data) - {"transfers"})
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        items = data.get("transfers")
+        if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX_ITEMS:
+            raise serializers.ValidationError(
+                {"transfers": [f"a list of 1 to {BATCH_MAX_ITEMS} transfers is required"]}
+            )
+        validated, problems = [], {}
+        for index, item in enumerate(items):
+            serializer = BatchTransferIn(data=item)
+            if serializer.is_valid():
+                validated.append(serializer.validated_data)
+                continue
+            for field, messages in serializer.errors.items():
+                problems[f"transfers[{index}]" if field == "non_field_errors" else f"transfers[{index}].{field}"] = (
+                    messages
+                )
+        if problems:
+            raise serializers.ValidationError(problems)
+        return {"transfers": validated}
 
 
 class MovementIn(FlatStrictSerializer):
@@ -116,6 +157,30 @@ def transfer_reply(tx: Transaction) -> dict:
         "message": "transfer successful",
         **transaction_document(tx, currency_code=tx.currency.code),
         **balances.document(),
+    }
+
+
+class BatchBalanceOut(BalancesAfterOut):
+    currency_id = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+class TransferBatchOut(serializers.Serializer):
+    transactions = TransactionOut(many=True, help_text="One transfer per item, in item order")
+    balances = BatchBalanceOut(
+        many=True, help_text="The caller's wallet in each currency the batch spent from, as the batch left it"
+    )
+
+    def to_representation(self, instance: TransferBatchResult) -> dict:
+        return transfer_batch_reply(instance)
+
+
+def transfer_batch_reply(result: TransferBatchResult) -> dict:
+    return {
+        "transactions": [transaction_document(tx, currency_code=tx.currency.code) for tx in result.transactions],
+        "balances": [
+            {"currency_id": b.currency.pk, "currency": b.currency.code, **b.after.document()} for b in result.balances
+        ],
     }
 
 
