@@ -93,6 +93,16 @@ def test_the_reply_renders_what_the_schema_declares(people, client_for, api):
     assert (request["properties"]["transfers"]["minItems"], request["properties"]["transfers"]["maxItems"]) == (1, 100)
 
 
+def test_each_username_goes_to_the_account_the_database_matches(people, client_for, user_factory):
+    alice, _, _ = people
+    strasse, strasze = user_factory(username="strasse"), user_factory(username="straße")
+    body = {"transfers": [{"to_username": "STRASSE", "amount": "1"}, {"to_username": "straße", "amount": "2"}]}
+    response = post(client_for(alice), URL, body)
+    assert response.status_code == 201, response.content
+    assert [t["to_user_id"] for t in response.json()["transactions"]] == [strasse.pk, strasze.pk]
+    assert (balance(strasse), balance(strasze)) == (1, 2)
+
+
 # --- refusals name the item -----------------------------------------------------------------------
 
 

@@ -148,7 +148,7 @@ class TransferBatchViewSet(viewsets.ViewSet):
         idempotency = _idempotency(request, BATCH_SCOPE)
         serializer = TransferBatchIn(data=request.data)
         serializer.is_valid(raise_exception=True)
-        recipients: dict[str, int] = {}  # by username: each looked up once
+        recipients: dict[str, int] = {}  # by username: each spelling looked up once
         transfers = [
             _batch_transfer(index, item, recipients)
             for index, item in enumerate(serializer.validated_data["transfers"])
@@ -165,7 +165,9 @@ def _batch_transfer(index: int, data: dict, recipients: dict[str, int]) -> Batch
     except errors.ApiError as exc:
         raise batch_item_error(exc, index, currency_field) from exc
     if "to_username" in data:
-        name = data["to_username"].strip().casefold()
+        # Keyed by the spelling sent: only the database's own case-insensitive match may say which
+        # spellings are one account (Python's casefold would take "ß" for "ss").
+        name = data["to_username"].strip()
         if name not in recipients:
             try:
                 recipients[name] = recipient_id_by_username(data["to_username"])
