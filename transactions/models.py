@@ -1,4 +1,5 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
@@ -46,6 +47,11 @@ class Transaction(models.Model):
     # Not a column: set by the ledger services on the transaction they return, True when an
     # idempotency key replayed it (read with getattr: a transaction loaded otherwise has none).
     replayed: bool
+    # Not columns either: the sender's wallet as this movement left it (the sender leg's balance_after,
+    # and that less its held_after), set by the ledger on a transaction it posts; replies read them
+    # through transactions.selectors.sender_balances_after, which reads the leg for any other.
+    sender_balance_after: Decimal
+    sender_available_after: Decimal
 
     class Meta:
         constraints = [
@@ -111,3 +117,35 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}:{self.key}"
+
+
+class TransferBatch(models.Model):
+    """Transfers one sender posted together, all or nothing (``POST /transfers/batch``).
+
+    Its items say which transactions, in the request's order: their ids need not be consecutive
+    (other movements take ids in between), so an idempotent replay (the key's ``resource_id`` is the
+    batch) reads them here.
+    """
+
+    sender = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "transfer batches"
+
+    def __str__(self) -> str:
+        return f"batch {self.pk}"
+
+
+class TransferBatchItem(models.Model):
+    batch = models.ForeignKey(TransferBatch, on_delete=models.PROTECT, related_name="items")
+    position = models.PositiveSmallIntegerField(help_text="The item's index in the request, from 0")
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="batch_item")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "position"], name="transfer_batch_item_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.batch_id}[{self.position}]"

@@ -30,6 +30,39 @@ def recipient_id_by_username(username: str) -> int:
     return user.pk
 
 
+class BalancesAfter(NamedTuple):
+    """A wallet as a movement left it: the replies' ``balance_after`` and ``available_after``."""
+
+    balance: Decimal
+    available: Decimal
+
+    def document(self) -> dict[str, str]:
+        return {"balance_after": format_amount(self.balance), "available_after": format_amount(self.available)}
+
+
+def sender_balances_after(tx: Transaction) -> BalancesAfter | None:
+    """The sender's wallet as ``tx`` left it (not as it is now); None for a movement without a sender.
+
+    The ledger sets it on the transaction it posts, from the write itself: no query. A transaction
+    loaded otherwise (the original of an idempotent replay) reads its sender's leg as stored, one
+    read of the (wallet, transaction) index, so a replay answers with the figures of the first reply.
+    """
+    balance = getattr(tx, "sender_balance_after", None)
+    if balance is not None:
+        return BalancesAfter(balance, tx.sender_available_after)
+    if tx.from_wallet_id is None:
+        return None
+    leg = (
+        BalanceHistory.objects.filter(wallet_id=tx.from_wallet_id, transaction_id=tx.pk)
+        .values_list("balance_after", "held_after")
+        .first()
+    )
+    if leg is None:
+        return None
+    tx.sender_balance_after, tx.sender_available_after = leg[0], leg[0] - leg[1]
+    return BalancesAfter(tx.sender_balance_after, tx.sender_available_after)
+
+
 def history_queryset(
     *,
     user_id: int,

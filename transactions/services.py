@@ -1,4 +1,4 @@
-"""Where money moves: transfers, deposits, withdrawals, reversals and the sign-up grant.
+"""Where money moves: transfers (one at a time or in batches), deposits, withdrawals, reversals and the sign-up grant.
 
 Every movement takes one path, ``ledger_post``, in named steps: prepare (everything that needs no
 lock: ids, hash, signature, the event's JSON), then in one database transaction claim or replay the
@@ -16,7 +16,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit.chain import entry_hash
@@ -37,8 +38,8 @@ from events.outbox import outbox_insert, publish_on_commit
 from transactions import sql
 from transactions.events import tx_created_event
 from transactions.idempotency import idempotency_claim, idempotency_store, replayed_error
-from transactions.models import IdempotencyKey, Transaction
-from transactions.selectors import transaction_get_by_hash
+from transactions.models import IdempotencyKey, Transaction, TransferBatch, TransferBatchItem
+from transactions.selectors import BalancesAfter, sender_balances_after, transaction_get_by_hash
 from transactions.sql import LockedRow
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal, principal_account_valid
@@ -345,7 +346,17 @@ def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[s
             sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, held_delta, wallet.held,
                           held_after, hold_uid, wallet.audit_head, link, wallet.entries + 1, wallet.postings + 1)
         )  # fmt: skip
+    if source is not None:  # the reply's resulting balances, from the write itself (no read after it)
+        tx.sender_balance_after = legs[0].balance_after
+        tx.sender_available_after = legs[0].balance_after - legs[0].held_after
     return legs
+
+
+def _after_leg(row: LockedRow, leg: sql.LegValues) -> LockedRow:
+    """The locked wallet as ``leg`` leaves it: what a batch's next item on that wallet checks and chains to."""
+    return row._replace(
+        balance=leg.balance_after, held=leg.held_after, audit_head=leg.entry_hash, entries=leg.seq, postings=leg.posting
+    )
 
 
 # The holds app's release of a wallet's expired holds (``register_expired_hold_releaser``): the ledger
@@ -732,3 +743,235 @@ def run_idempotent(
     if isinstance(result, _Refused):
         raise result.error
     return result
+
+
+# -- Batches: several transfers from one sender, all or nothing ---------------------------------------
+
+BATCH_MAX_ITEMS = 100
+BATCH_SCOPE = "transfer_batch"
+
+
+@dataclass(frozen=True)
+class BatchTransfer:
+    """One item of a batch as the caller asked for it: its recipient and currency resolved, nothing checked.
+
+    ``recipient_field`` and ``currency_field`` are the request's fields that named them, which a
+    refusal of the item names (``transfers[3].to_username``).
+    """
+
+    recipient_id: int
+    currency: Currency
+    amount: Decimal
+    memo: str = ""
+    recipient_field: str = "to_user_id"
+    currency_field: str = "currency_id"
+
+
+@dataclass(frozen=True)
+class BatchBalance:
+    """The sender's wallet in one currency as the batch left it."""
+
+    currency: Currency
+    after: BalancesAfter
+
+
+@dataclass(frozen=True)
+class TransferBatchResult:
+    batch_id: int
+    transactions: list[Transaction]  # in item order
+    balances: list[BatchBalance]  # per currency spent from, in the order the items first name them
+    replayed: bool = False
+
+
+def batch_item_error(error: errors.ApiError, index: int, field: str) -> errors.ApiError:
+    """``error`` as the refusal of item ``index`` of a batch: its code and status, the item's field named."""
+    key = f"transfers[{index}].{field}"
+    return type(error)(f"{key}: {error.message}", errors={key: [error.message]}, headers=error.headers)
+
+
+def transfer_batch_create(
+    *,
+    sender_id: int,
+    transfers: Sequence[BatchTransfer],
+    idempotency: Idempotency | None = None,
+) -> TransferBatchResult:
+    """Post ``transfers`` (1 to ``BATCH_MAX_ITEMS``) from the sender, all or nothing, in one database transaction.
+
+    Each item is a transfer as ``transfer_create`` makes it (its own transaction row, two hash-chained
+    legs, its ``tx.created`` event) and takes its checks: the amount against its currency (places,
+    ``max_transfer_amount`` per item; with at most 100 items a batch moves at most 100 times the limit
+    of a currency), not to the sender, to an active recipient with a wallet in the currency, and
+    against what the sender's wallet has available after the items before it. The wallets of every
+    item, in every currency, are locked by one statement in ascending primary key (as a single
+    transfer locks its two), and each item is checked and chained against the state the items
+    before it leave, so one wallet may appear in several items. The first item refused refuses the
+    batch: nothing moves, and the error (its code, its status) names the item's field,
+    ``errors: {"transfers[3].amount": [...]}``.
+
+    ``idempotency``: one key for the whole batch; it records the batch (``resource_id``, with its first
+    transaction as ``transaction_id``) and a replay answers with the same transactions and balances, or
+    the same refusal when one was found under the lock.
+    """
+    if not 1 <= len(transfers) <= BATCH_MAX_ITEMS:
+        message = f"a batch has 1 to {BATCH_MAX_ITEMS} transfers"
+        raise errors.InvalidRequest(message, errors={"transfers": [message]})
+    drafts = []
+    for index, item in enumerate(transfers):
+        currency = item.currency
+        try:
+            amount = check_amount(item.amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
+        except errors.ApiError as exc:
+            raise batch_item_error(exc, index, "amount") from exc
+        if item.recipient_id == sender_id:
+            same = errors.SameAccountTransfer("cannot transfer to the same account")
+            raise batch_item_error(same, index, item.recipient_field)
+        drafts.append(
+            _prepare(
+                type=Transaction.Type.TRANSFER,
+                currency=currency,
+                amount=amount,
+                from_user_id=sender_id,
+                to_user_id=item.recipient_id,
+                memo=item.memo,
+                created_by_id=None,
+                idempotency=None,  # the batch's key, not the item's
+                owner_id=sender_id,
+            )
+        )
+    outcome = run_in_transaction(lambda: _post_batch(sender_id, transfers, drafts, idempotency))
+    if isinstance(outcome, _Refused):
+        raise outcome.error
+    return outcome
+
+
+def _post_batch(
+    sender_id: int, transfers: Sequence[BatchTransfer], drafts: list[_Draft], idempotency: Idempotency | None
+) -> TransferBatchResult | _Refused:
+    with transaction.atomic(savepoint=False):
+        if idempotency is not None:
+            record = idempotency_claim(
+                user_id=sender_id, key=idempotency.key, scope=idempotency.scope, fingerprint=idempotency.fingerprint
+            )
+            if record is not None:
+                if record.resource_id is None:
+                    raise replayed_error(record)
+                return _replayed_batch(record.resource_id)
+        try:
+            legs = _check_batch(sender_id, transfers, drafts)
+        except errors.ApiError as refusal:
+            # Nothing is written before the checks (but expired holds released, as a transfer does).
+            if idempotency is not None:
+                idempotency_store(
+                    user_id=sender_id,
+                    key=idempotency.key,
+                    scope=idempotency.scope,
+                    fingerprint=idempotency.fingerprint,
+                    error=refusal,
+                )
+            return _Refused(refusal)
+        events = [_write(draft, item_legs) for draft, item_legs in zip(drafts, legs, strict=True)]
+        batch = TransferBatch.objects.create(sender_id=sender_id, created_at=drafts[0].tx.created_at)
+        TransferBatchItem.objects.bulk_create(
+            [TransferBatchItem(batch=batch, position=i, transaction=draft.tx) for i, draft in enumerate(drafts)]
+        )
+        if idempotency is not None:
+            idempotency_store(
+                user_id=sender_id,
+                key=idempotency.key,
+                scope=idempotency.scope,
+                fingerprint=idempotency.fingerprint,
+                transaction_id=drafts[0].tx.pk,
+                resource_id=batch.pk,
+            )
+        for event in events:
+            publish_on_commit(event)
+    transactions = [draft.tx for draft in drafts]
+    for tx in transactions:
+        tx.replayed = False
+    return TransferBatchResult(batch.pk, transactions, _batch_balances(transactions))
+
+
+def _check_batch(sender_id: int, transfers: Sequence[BatchTransfer], drafts: list[_Draft]) -> list[list[sql.LegValues]]:
+    """Lock every wallet of the batch, then check and build each item's legs against the state the
+    items before it leave; the first refusal, named by its item, is raised."""
+    pairs = list(dict.fromkeys((user_id, draft.tx.currency_id) for draft in drafts for user_id in draft.user_ids))
+    tried: set[int] = set()
+    while True:
+        locked = _lock_batch(pairs)
+        running = dict(locked)
+        legs: list[list[sql.LegValues]] = []
+        for index, draft in enumerate(drafts):
+            currency_id = draft.tx.currency_id
+            rows = {u: running[(u, currency_id)] for u in draft.user_ids if (u, currency_id) in running}
+            try:
+                item_legs = _check_and_build_legs(draft, rows)
+            except errors.InsufficientBalance as exc:
+                # Expired holds not yet swept still count in ``held``: release them and look again (from
+                # the start, the wallets read anew), once per wallet.
+                source = locked[(sender_id, currency_id)]
+                if source.wallet_id not in tried and source.held > 0 and _expired_hold_releaser is not None:
+                    tried.add(source.wallet_id)
+                    if _expired_hold_releaser(source.wallet_id):
+                        break  # (to the lock again)
+                raise batch_item_error(exc, index, "amount") from exc
+            except errors.ApiError as exc:
+                item = transfers[index]
+                field = {
+                    errors.RecipientNotFound: item.recipient_field,
+                    errors.SenderWalletNotFound: item.currency_field,
+                }.get(type(exc), "amount")
+                raise batch_item_error(exc, index, field) from exc
+            for leg in item_legs:
+                running[(leg.user_id, currency_id)] = _after_leg(running[(leg.user_id, currency_id)], leg)
+            legs.append(item_legs)
+        else:
+            return legs
+
+
+def _lock_batch(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], LockedRow]:
+    """``SELECT ... FOR UPDATE`` of the active users' wallets of the (user, currency) pairs, by pair."""
+    if connection.vendor == "postgresql":
+        return sql.lock_wallet_pairs(pairs)
+    # SQLite (serialised transactions, no row locks) through the ORM, as ``_lock``.
+    match = Q()
+    for user_id, currency_id in pairs:
+        match |= Q(user_id=user_id, currency_id=currency_id)
+    values = (
+        Wallet.objects.filter(match, user__is_active=True)
+        .order_by("pk")
+        .values_list(
+            "id",
+            "user_id",
+            "balance",
+            "held",
+            "audit_head",
+            "entries",
+            "postings",
+            "user__token_version",
+            "currency_id",
+        )
+    )
+    return {(row[1], row[-1]): LockedRow(*row[:-1]) for row in values}
+
+
+def _replayed_batch(batch_id: int) -> TransferBatchResult:
+    items = TransferBatchItem.objects.filter(batch_id=batch_id).select_related("transaction__currency")
+    transactions = [item.transaction for item in items.order_by("position")]
+    for tx in transactions:
+        tx.replayed = True
+    return TransferBatchResult(batch_id, transactions, _batch_balances(transactions), replayed=True)
+
+
+def _batch_balances(transactions: list[Transaction]) -> list[BatchBalance]:
+    """Per currency, the sender's wallet as the batch's last transfer in it left it.
+
+    From the write itself for a batch just posted; for a replay, one read of a stored leg per currency.
+    """
+    # Keys in the order the currencies first appear, each with its last transfer.
+    last = {tx.currency_id: tx for tx in transactions}
+    balances = []
+    for tx in last.values():
+        after = sender_balances_after(tx)
+        assert after is not None, "a transfer has a sender"
+        balances.append(BatchBalance(tx.currency, after))
+    return balances

@@ -62,6 +62,28 @@ def lock_wallets(user_ids: Sequence[int], currency_id: int, *, active_only: bool
         return [LockedRow(*row) for row in cursor.fetchall()]
 
 
+# -- The batch lock ----------------------------------------------------------------------------------
+# A batch's wallets in every currency it moves, in one statement and in ascending primary key across
+# all of them (as the lock above orders one currency's), so a batch, single transfers and other
+# batches take their common wallets in one order and cannot deadlock. The same columns as the lock
+# (its own select list and join, so that the two cannot drift apart), then the wallet's currency; the
+# (user, currency) pairs come as two arrays: one prepared statement, whatever the batch's size.
+_LOCK_SELECT, _, _LOCK_REST = _LOCK.partition(" FROM ")
+BATCH_LOCK_SQL = (
+    f"{_LOCK_SELECT}, w.currency_id FROM {_LOCK_REST.partition(' WHERE ')[0]}"
+    " JOIN unnest(%s::bigint[], %s::bigint[]) AS p(user_id, currency_id)"
+    " ON w.user_id = p.user_id AND w.currency_id = p.currency_id"
+    " WHERE u.is_active ORDER BY w.id FOR UPDATE OF w"
+)
+
+
+def lock_wallet_pairs(pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], LockedRow]:
+    """Lock the active users' wallets of the (user id, currency id) ``pairs`` (distinct); by pair."""
+    with prepared_cursor() as cursor:
+        cursor.execute(BATCH_LOCK_SQL, [[int8(user) for user, _ in pairs], [int8(cur) for _, cur in pairs]])
+        return {(row[1], row[-1]): LockedRow(*row[:-1]) for row in cursor.fetchall()}
+
+
 # -- The write ---------------------------------------------------------------------------------------
 # Every row of one movement in one statement: the transaction, the wallets' new balances and chain
 # heads, one balance-history leg per wallet and the outbox event. The event's JSON is serialised

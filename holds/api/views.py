@@ -2,8 +2,8 @@ from functools import partial
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, viewsets
 from rest_framework.response import Response
 
 from holds.api.serializers import (
@@ -41,7 +41,7 @@ from holds.services import (
 from transactions.api.views import IDEMPOTENCY_PARAM, NO_STORE, _currency, _money_response
 from transactions.events import transaction_document
 from transactions.idempotency import HEADER, request_fingerprint, validate_key
-from transactions.selectors import recipient_id_by_username
+from transactions.selectors import recipient_id_by_username, sender_balances_after
 from transactions.services import Idempotency
 from wallet_project.core.pagination import cursor_window, keyset_page, list_page, paginate
 from wallet_project.core.schema import error_responses
@@ -61,6 +61,19 @@ def _valid(serializer_class, request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+@extend_schema_serializer(component_name="HoldCaptureOut")
+class HoldCaptureReplyOut(HoldCaptureOut):
+    # (Here rather than in holds.api.serializers only to keep the #16 change to this app to one file.)
+    balance_after = serializers.CharField(
+        allow_null=True,
+        help_text="The payer's wallet, which the money left, after the capture (8 places); null unless the "
+        "caller may read that wallet (staff: the payee may not)",
+    )
+    available_after = serializers.CharField(
+        allow_null=True, help_text="What the payer's wallet could still spend after the capture; null as above"
+    )
 
 
 class HoldViewSet(viewsets.ViewSet):
@@ -122,7 +135,7 @@ class HoldViewSet(viewsets.ViewSet):
         summary="Capture a hold, in full or in part (its payee, or staff who move money)",
         request=HoldCaptureIn,
         parameters=[IDEMPOTENCY_PARAM],
-        responses={200: HoldCaptureOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
+        responses={200: HoldCaptureReplyOut, **error_responses(400, 401, 403, 404, 409, 422, 429, 503)},
         tags=["holds"],
     )
     def capture(self, request, hold_id: int):
@@ -135,7 +148,15 @@ class HoldViewSet(viewsets.ViewSet):
             to_user_id=data.get("to_user_id"),
             idempotency=idempotency,
         )
-        body = {"hold": hold_document(hold), "transaction": transaction_document(tx, currency_code=tx.currency.code)}
+        body: dict[str, Any] = {
+            "hold": hold_document(hold),
+            "transaction": transaction_document(tx, currency_code=tx.currency.code),
+        }
+        # The wallet spent from is the payer's, which users other than its owner may not read: the payee
+        # gets nulls, staff the figures.
+        readable = request.user.pk == hold.payer_id or request.user.is_staff
+        balances = sender_balances_after(tx) if readable else None
+        body.update(balances.document() if balances is not None else {"balance_after": None, "available_after": None})
         return _money_response(tx, body)
 
     @extend_schema(

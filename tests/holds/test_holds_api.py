@@ -87,7 +87,9 @@ def test_a_hold_is_placed_captured_in_part_and_voided(parties, client_for):
 
     assert captured.status_code == 200, captured.content
     body = captured.json()
-    assert set(body) == {"hold", "transaction"} and set(body["transaction"]) == TRANSACTION_FIELDS
+    assert set(body) == {"hold", "transaction", "balance_after", "available_after"}
+    assert set(body["transaction"]) == TRANSACTION_FIELDS
+    assert body["balance_after"] is body["available_after"] is None  # the payer's wallet: not the payee's to read
     assert body["hold"]["status"] == "active"
     assert (body["hold"]["captured"], body["hold"]["remaining"]) == ("10.00000000", "20.00000000")
     tx = body["transaction"]
@@ -676,7 +678,7 @@ def test_a_hold_renders_the_declared_properties(schema, held):
     assert HoldOut(hold).data == hold_document(hold)
     assert set(hold_document(hold)) == set(schema["components"]["schemas"]["HoldOut"]["properties"]) == HOLD_FIELDS
     capture = schema["components"]["schemas"]["HoldCaptureOut"]["properties"]
-    assert set(capture) == {"hold", "transaction"}
+    assert set(capture) == {"hold", "transaction", "balance_after", "available_after"}
 
 
 @pytest.mark.parametrize(

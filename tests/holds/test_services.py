@@ -63,7 +63,8 @@ def test_a_hold_reserves_then_a_partial_capture_and_a_void_release_it(user_facto
     ]  # fmt: skip
     assert [e.posting for e in held_entries] == [1, None, 2, None]
     assert chain_problems(w) == [] and chain_problems(wallet(bob)) == []
-    assert list(OutboxEvent.objects.filter(topic="wallet.events").values_list("payload__event_type", flat=True)) == [
+    events = OutboxEvent.objects.filter(topic="wallet.events").order_by("id")
+    assert list(events.values_list("payload__event_type", flat=True)) == [
         "hold.created", "hold.captured", "hold.voided"
     ]  # fmt: skip
     assert reconcile().ok

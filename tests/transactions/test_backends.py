@@ -24,8 +24,16 @@ from audit.reconcile import reconcile
 from currencies.models import Currency
 from events.models import OutboxEvent
 from tests.ledger import flushable_append_only_tables
-from transactions.models import IdempotencyKey, Transaction
-from transactions.services import Idempotency, deposit_create, reversal_create, transfer_create, withdrawal_create
+from transactions.models import IdempotencyKey, Transaction, TransferBatch
+from transactions.services import (
+    BatchTransfer,
+    Idempotency,
+    deposit_create,
+    reversal_create,
+    transfer_batch_create,
+    transfer_create,
+    withdrawal_create,
+)
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal
 from wallets.models import Wallet
@@ -65,13 +73,24 @@ def movements(settings) -> None:
                         idempotency=Idempotency(key="r-1", scope="reversal", fingerprint="f"))  # fmt: skip
     reversal_create(original=deposit, memo="bounced", created_by_id=cashier.pk)
     reversal_create(original=withdrawal, amount=Decimal("7.5"), memo="returned", created_by_id=cashier.pk)
+    # A batch that takes Bob's wallet twice, behind a key, replayed once (its own lock statement).
+    batch = [BatchTransfer(recipient_id=alice.pk, currency=usdt, amount=Decimal(1)),
+             BatchTransfer(recipient_id=alice.pk, currency=usdt, amount=Decimal(2), memo="b")]  # fmt: skip
+    for _ in range(2):
+        transfer_batch_create(sender_id=bob.pk, transfers=batch,
+                              idempotency=Idempotency(key="b-1", scope="transfer_batch", fingerprint="f"))  # fmt: skip
 
 
 def rows() -> dict:
     users = dict(User.objects.values_list("id", "username"))
     wallets = {w.pk: f"{users[w.user_id]}/{w.currency.code}" for w in Wallet.objects.select_related("currency")}
     txs = {pk: f"tx{n}" for n, pk in enumerate(Transaction.objects.order_by("id").values_list("id", flat=True))}
-    names = {"user": users, "wallet": wallets, "transaction": txs, "created_by": users, "reverses": txs}
+    batches = {
+        pk: f"batch{n}" for n, pk in enumerate(TransferBatch.objects.order_by("id").values_list("id", flat=True))
+    }
+    # (The only keys with a resource here are the batch's.)
+    names = {"user": users, "wallet": wallets, "transaction": txs, "created_by": users, "reverses": txs,
+             "resource": batches}  # fmt: skip
 
     def plain(value, field=""):
         if isinstance(value, dict):
@@ -108,14 +127,11 @@ def test_the_movements_leave_the_ledger_balanced(settings, tmp_path):
     movements(settings)
     dump = rows()
     balances = {w["user_id"]: Decimal(w["balance"]) for w in dump["wallets"] if w["currency_id"] == 1}
-    assert balances == {"alice": Decimal("910"), "bob": Decimal("1010")}
-    assert [k["error_code"] for k in dump["keys"]] == ["", "INSUFFICIENT_BALANCE", ""]  # r-1, t-1, w-1
-    assert len(dump["outbox"]) == len(dump["transactions"]) == 8
-    assert [t["reverses_id"] for t in dump["transactions"]] == [None] * 5 + [
-        "tx2",
-        "tx3",
-        "tx4",
-    ]  # the grants, then the three originals
+    assert balances == {"alice": Decimal("913"), "bob": Decimal("1007")}
+    assert [k["error_code"] for k in dump["keys"]] == ["", "", "INSUFFICIENT_BALANCE", ""]  # b-1, r-1, t-1, w-1
+    assert len(dump["outbox"]) == len(dump["transactions"]) == 10
+    # The grants, then the three originals, the three reversals and the batch's two.
+    assert [t["reverses_id"] for t in dump["transactions"]] == [None] * 5 + ["tx2", "tx3", "tx4", None, None]
     # reconcile's own paths on this backend (SQLite sums money in Python) agree.
     report = reconcile(verify_receipts=True)
     assert report.ok, [(c.name, c.examples) for c in report.checks if not c.ok]

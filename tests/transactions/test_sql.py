@@ -67,3 +67,25 @@ def test_the_statements_are_valid_sql_for_the_schema():
             for active_only in (False, True):
                 cursor.execute("EXPLAIN " + sql.lock_sql(users, active_only=active_only), [1] * (users + 1))
         cursor.execute("EXPLAIN " + sql.POSITION_PAGE_SQL, [1, 2, 0])
+
+
+def test_the_batch_lock_selects_what_the_lock_does_and_the_currency():
+    lock = re.search(r"SELECT (.*?) FROM (.*?) WHERE", sql.lock_sql(2, active_only=True))
+    batch = re.search(r"SELECT (.*?) FROM (.*?) JOIN unnest", sql.BATCH_LOCK_SQL)
+    assert batch.group(1) == lock.group(1) + ", w.currency_id"
+    assert batch.group(2) == lock.group(2)  # the same tables, joined the same way
+    assert "ORDER BY w.id FOR UPDATE OF w" in sql.BATCH_LOCK_SQL and "u.is_active" in sql.BATCH_LOCK_SQL
+
+
+@pytest.mark.django_db
+def test_the_batch_lock_returns_each_pairs_wallet_in_ascending_id(user_factory):
+    from currencies.models import Currency
+
+    alice, bob = user_factory(), user_factory()
+    usdt, btc = Currency.objects.get(code="USDT"), Currency.objects.get(code="BTC")
+    pairs = [(bob.pk, btc.pk), (alice.pk, usdt.pk), (bob.pk, usdt.pk), (alice.pk, 999)]
+    locked = sql.lock_wallet_pairs(pairs)
+    assert set(locked) == {(bob.pk, btc.pk), (alice.pk, usdt.pk), (bob.pk, usdt.pk)}
+    for (user_id, currency_id), row in locked.items():
+        assert Wallet.objects.get(pk=row.wallet_id).currency_id == currency_id and row.user_id == user_id
+    assert list(locked.values()) == sorted(locked.values(), key=lambda row: row.wallet_id)

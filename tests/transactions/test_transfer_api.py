@@ -40,12 +40,14 @@ def test_transfer_moves_money_and_answers_with_the_seed_fields(user_factory, cli
     assert balance(alice) == Decimal("87.5") and balance(bob) == Decimal("12.5")
 
 
-def test_the_success_body_has_exactly_the_seed_fields(user_factory, client_for):
+def test_the_success_body_has_the_seed_fields_and_the_resulting_balance(user_factory, client_for):
     alice, bob = user_factory(balance=100), user_factory()
 
     body = transfer(client_for(alice), to_user_id=bob.pk, amount="1").json()
 
     assert set(body) == {
+        "balance_after",
+        "available_after",
         "message",
         "id",
         "hash",

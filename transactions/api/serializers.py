@@ -8,8 +8,9 @@ from currencies.money import AmountField
 from currencies.selectors import currency_get
 from transactions.events import transaction_document
 from transactions.models import Transaction
-from transactions.selectors import history_item, receipt_document
-from wallet_project.core.fields import FlatStrictSerializer, IdField
+from transactions.selectors import history_item, receipt_document, sender_balances_after
+from transactions.services import BATCH_MAX_ITEMS, TransferBatchResult
+from wallet_project.core.fields import FlatStrictSerializer, IdField, StrictSerializer
 from wallet_project.core.pagination import ListPaginationOut, PageFilter
 from wallet_project.core.params import ChoiceQuery, DateTimeQuery, QueryField
 
@@ -30,6 +31,46 @@ class TransferIn(FlatStrictSerializer):
         if ("to_user_id" in attrs) == ("to_username" in attrs):
             raise serializers.ValidationError({"to_user_id": ["give exactly one of to_user_id or to_username"]})
         return attrs
+
+
+class BatchTransferIn(TransferIn):
+    """One transfer of a batch: a transfer's body; the sender is the caller."""
+
+    from_user_id = None  # type: ignore[assignment]  # (a declared field removed)
+
+
+class TransferBatchIn(StrictSerializer):
+    """`{transfers: [...]}`, every item validated, each error keyed by its item: `transfers[2].to_user_id`."""
+
+    transfers = serializers.ListField(
+        child=BatchTransferIn(), min_length=1, max_length=BATCH_MAX_ITEMS
+    )  # (the schema: see below)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        # DRF would nest the items' errors as a list of dicts; the contract names them by path.
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"non_field_errors": ["expected a JSON object"]})
+        unknown = sorted(set(data) - {"transfers"})
+        if unknown:
+            raise serializers.ValidationError({name: ["unknown field"] for name in unknown})
+        items = data.get("transfers")
+        if not isinstance(items, list) or not 1 <= len(items) <= BATCH_MAX_ITEMS:
+            raise serializers.ValidationError(
+                {"transfers": [f"a list of 1 to {BATCH_MAX_ITEMS} transfers is required"]}
+            )
+        validated, problems = [], {}
+        for index, item in enumerate(items):
+            serializer = BatchTransferIn(data=item)
+            if serializer.is_valid():
+                validated.append(serializer.validated_data)
+                continue
+            for field, messages in serializer.errors.items():
+                problems[f"transfers[{index}]" if field == "non_field_errors" else f"transfers[{index}].{field}"] = (
+                    messages
+                )
+        if problems:
+            raise serializers.ValidationError(problems)
+        return {"transfers": validated}
 
 
 class MovementIn(FlatStrictSerializer):
@@ -89,11 +130,56 @@ class TransactionOut(serializers.Serializer):
         return transaction_document(instance, currency_code=instance.currency.code)
 
 
-class TransferOut(TransactionOut):
+class BalancesAfterOut(serializers.Serializer):
+    """The resulting balance of the wallet a movement spent from, as the write left it (not as it is now)."""
+
+    balance_after = serializers.CharField(help_text="Balance of the wallet spent from, after this movement (8 places)")
+    available_after = serializers.CharField(
+        help_text="What that wallet could still spend after this movement: balance less held (8 places)"
+    )
+
+
+class TransferOut(TransactionOut, BalancesAfterOut):
     message = serializers.CharField(default="transfer successful")
 
     def to_representation(self, instance: Transaction) -> dict:
-        return {"message": "transfer successful", **super().to_representation(instance)}
+        return transfer_reply(instance)
+
+
+def transfer_reply(tx: Transaction) -> dict:
+    """The transfer reply: the transaction document, and the caller's wallet as the transfer left it
+    (an idempotent replay: as the original left it)."""
+    balances = sender_balances_after(tx)
+    assert balances is not None, "a transfer has a sender"
+    return {
+        "message": "transfer successful",
+        **transaction_document(tx, currency_code=tx.currency.code),
+        **balances.document(),
+    }
+
+
+class BatchBalanceOut(BalancesAfterOut):
+    currency_id = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+class TransferBatchOut(serializers.Serializer):
+    transactions = TransactionOut(many=True, help_text="One transfer per item, in item order")
+    balances = BatchBalanceOut(
+        many=True, help_text="The caller's wallet in each currency the batch spent from, as the batch left it"
+    )
+
+    def to_representation(self, instance: TransferBatchResult) -> dict:
+        return transfer_batch_reply(instance)
+
+
+def transfer_batch_reply(result: TransferBatchResult) -> dict:
+    return {
+        "transactions": [transaction_document(tx, currency_code=tx.currency.code) for tx in result.transactions],
+        "balances": [
+            {"currency_id": b.currency.pk, "currency": b.currency.code, **b.after.document()} for b in result.balances
+        ],
+    }
 
 
 class HistoryItemOut(TransactionOut):

@@ -1,9 +1,17 @@
 from django.urls import path
 
-from transactions.api.views import HistoryViewSet, MovementViewSet, ReceiptViewSet, ReversalViewSet, TransferViewSet
+from transactions.api.views import (
+    HistoryViewSet,
+    MovementViewSet,
+    ReceiptViewSet,
+    ReversalViewSet,
+    TransferBatchViewSet,
+    TransferViewSet,
+)
 
 urlpatterns = [
     path("wallet/transfer", TransferViewSet.as_view({"post": "create"}), name="transfer"),
+    path("transfers/batch", TransferBatchViewSet.as_view({"post": "create"}), name="transfer-batch"),
     path("deposits", MovementViewSet.as_view({"post": "deposit"}), name="deposit"),
     path("withdrawals", MovementViewSet.as_view({"post": "withdraw"}), name="withdrawal"),
     path("transactions/<id:user_id>", HistoryViewSet.as_view({"get": "list"}), name="transaction-history"),

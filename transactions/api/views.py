@@ -14,8 +14,12 @@ from transactions.api.serializers import (
     ReversalIn,
     TransactionHistoryFilter,
     TransactionOut,
+    TransferBatchIn,
+    TransferBatchOut,
     TransferIn,
     TransferOut,
+    transfer_batch_reply,
+    transfer_reply,
 )
 from transactions.events import transaction_document
 from transactions.idempotency import HEADER, MAX_KEY_LENGTH, REPLAYED_HEADER, request_fingerprint, validate_key
@@ -26,7 +30,17 @@ from transactions.selectors import (
     recipient_id_by_username,
     transaction_get_by_hash,
 )
-from transactions.services import Idempotency, deposit_create, reversal_create, transfer_create, withdrawal_create
+from transactions.services import (
+    BATCH_SCOPE,
+    BatchTransfer,
+    Idempotency,
+    batch_item_error,
+    deposit_create,
+    reversal_create,
+    transfer_batch_create,
+    transfer_create,
+    withdrawal_create,
+)
 from wallet_project.core import errors
 from wallet_project.core.pagination import cursor_window
 from wallet_project.core.permissions import CanMoveMoney, ensure_owner_or_staff
@@ -113,8 +127,71 @@ class TransferViewSet(viewsets.ViewSet):
             idempotency=idempotency,
             principal=unverified_principal(request.user),
         )
-        body = {"message": "transfer successful", **transaction_document(tx, currency_code=currency.code)}
-        return _money_response(tx, body)
+        return _money_response(tx, transfer_reply(tx))
+
+
+class TransferBatchViewSet(viewsets.ViewSet):
+    # (The caller's account is checked when the request is authenticated: a revoked token is a 401.)
+
+    @extend_schema(
+        summary="Several transfers from the caller, all or nothing",
+        description=(
+            "Up to 100 transfers, in one or several currencies, posted in one database transaction: all "
+            "of them or none. Each item is a transfer's body without `from_user_id` and is checked as a "
+            "transfer is (the per-transfer `max_transfer_amount` applies to each item), against what the "
+            "caller's wallet has available after the items before it. A refusal names the item and its "
+            'field, `errors: {"transfers[3].amount": [...]}`, with that item\'s error code (e.g. '
+            "`INSUFFICIENT_BALANCE`, `RECIPIENT_NOT_FOUND`, `SAME_ACCOUNT_TRANSFER`), and nothing moves. "
+            "The reply lists one transaction per item, in item order, and the caller's wallet in each "
+            "currency spent from as the batch left it. One Idempotency-Key stands for the whole batch; "
+            "the batch counts as one request against the rate limit."
+        ),
+        request=TransferBatchIn,
+        parameters=[IDEMPOTENCY_PARAM],
+        responses={201: TransferBatchOut, **error_responses(400, 401, 404, 409, 422, 429, 503)},
+        tags=["transfers"],
+    )
+    def create(self, request):
+        idempotency = _idempotency(request, BATCH_SCOPE)
+        serializer = TransferBatchIn(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        recipients: dict[str, int] = {}  # by username: each spelling looked up once
+        transfers = [
+            _batch_transfer(index, item, recipients)
+            for index, item in enumerate(serializer.validated_data["transfers"])
+        ]
+        result = transfer_batch_create(sender_id=request.user.pk, transfers=transfers, idempotency=idempotency)
+        return _money_response(result, transfer_batch_reply(result), status=201)
+
+
+def _batch_transfer(index: int, data: dict, recipients: dict[str, int]) -> BatchTransfer:
+    """An item's currency and recipient resolved; a failure names the item."""
+    currency_field = "currency" if "currency" in data else "currency_id"
+    try:
+        currency = _currency(data)
+    except errors.ApiError as exc:
+        raise batch_item_error(exc, index, currency_field) from exc
+    if "to_username" in data:
+        # Keyed by the spelling sent: only the database's own case-insensitive match may say which
+        # spellings are one account (Python's casefold would take "ß" for "ss").
+        name = data["to_username"].strip()
+        if name not in recipients:
+            try:
+                recipients[name] = recipient_id_by_username(data["to_username"])
+            except errors.ApiError as exc:
+                raise batch_item_error(exc, index, "to_username") from exc
+        recipient_id, recipient_field = recipients[name], "to_username"
+    else:
+        # Existence and activity are checked under the wallet lock, as for a transfer.
+        recipient_id, recipient_field = data["to_user_id"], "to_user_id"
+    return BatchTransfer(
+        recipient_id=recipient_id,
+        currency=currency,
+        amount=data["amount"],
+        memo=data["memo"],
+        recipient_field=recipient_field,
+        currency_field=currency_field,
+    )
 
 
 def _before_the_account_check(exc: Exception) -> bool:
