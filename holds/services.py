@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.utils import timezone
 
@@ -177,6 +178,14 @@ def hold_capture(
         target = hold.payee_id if hold.payee_id is not None else to_user_id
         if target == hold.payer_id:
             raise errors.SameAccountTransfer("cannot capture a hold into the payer's own account")
+        # The ledger takes a capture from the payer whether or not they are still active (the money was
+        # reserved); the recipient must be (the payee capturing is, being authenticated).
+        if (
+            target is not None
+            and target != actor.pk
+            and not get_user_model().objects.filter(pk=target, is_active=True).exists()
+        ):
+            raise errors.RecipientNotFound("recipient not found or inactive")
         now = timezone.now()
         _ensure_active(hold, now)
         take = hold.remaining if amount is None else check_amount(amount, decimals=hold.currency.decimals, limit=None)

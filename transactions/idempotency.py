@@ -100,6 +100,7 @@ def idempotency_store(
         error_code=error.code if error else "",
         error_status=error.status_code if error else None,
         error_message=error.message[:512] if error else "",
+        error_fields=error.errors if error and error.errors else None,
     )
 
 
@@ -107,12 +108,15 @@ def replayed_error(record: IdempotencyKey) -> errors.ApiError:
     """The stored failure, answered as it was the first time: same code, same status, same message."""
     headers = {REPLAYED_HEADER: "true"}
     cls = errors.by_code(record.error_code)
+    fields = record.error_fields or None
     if cls is not None and record.error_status in (None, cls.status_code):
-        return cls(record.error_message, headers=headers)
+        return cls(record.error_message, errors=fields, headers=headers)
     # A code this version does not define (retired since the key was stored): its stored status.
     # Keys stored before statuses were (null) all carry codes defined today.
     status = record.error_status or errors.InternalError.status_code
-    return errors.StoredError(code=record.error_code, status=status, message=record.error_message, headers=headers)
+    return errors.StoredError(
+        code=record.error_code, status=status, message=record.error_message, errors=fields, headers=headers
+    )
 
 
 def idempotency_purge(*, older_than: timedelta | None = None) -> int:

@@ -107,6 +107,8 @@ class IdempotencyKey(models.Model):
     error_code = models.CharField(max_length=64, blank=True, default="")
     error_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_message = models.CharField(max_length=512, blank=True, default="")
+    # The refusal's field errors (``{"transfers[3].amount": [...]}``), replayed with it; null when none.
+    error_fields = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

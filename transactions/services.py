@@ -151,6 +151,10 @@ def ledger_post(
         hold_uid=hold_uid,
         reverses_id=reverses_id,
     )
+    if held_release:
+        # A capture moves money reserved while its payer was active: it is not refused because the
+        # payer was deactivated since (hold_capture checks that the recipient is active).
+        draft = replace(draft, active_only=False)
     if composed:
         assert idempotency is None, "a recorded refusal needs the movement's own transaction to commit"
         outcome = _post(draft, principal)

@@ -1,10 +1,10 @@
-"""Review: a refusal replayed behind its Idempotency-Key loses its ``errors`` map.
+"""Review: a refusal replayed behind its Idempotency-Key keeps its ``errors`` map (it lost it once).
 
 A refused batch names the item that refused it (``errors: {"transfers[1].amount": [...]}``, SPEC
 "Batches"); the same key and body must answer the original outcome. ``idempotency_store`` keeps
-only the refusal's code, status and message, so the replay answers without ``errors``: a client
-that retries a timed-out batch no longer learns which item to fix. The same holds for any stored
-refusal that carried field errors (a capture's ``to_user_id`` on a hold with a payee).
+only the refusal's code, status and message, so the replay answered without ``errors``: a client
+that retried a timed-out batch no longer learned which item to fix. It now keeps the field errors,
+for any stored refusal that carries them (a capture's ``to_user_id`` on a hold with a payee, too).
 """
 
 import pytest
@@ -12,13 +12,6 @@ import pytest
 from tests.holds.support import assert_error, post
 
 pytestmark = pytest.mark.django_db
-
-BATCH_REPLAY_REASON = (
-    "transactions.idempotency.idempotency_store records only error_code/error_status/error_message and "
-    "replayed_error rebuilds the ApiError without errors=: the replay drops the field map. Fix: a JSON "
-    "column error_fields on IdempotencyKey (migration), stored from error.errors and passed back by "
-    "replayed_error (and StoredError)."
-)
 
 
 @pytest.fixture
@@ -36,7 +29,6 @@ def test_a_refused_batch_names_its_item(alice_and_bob, client_for):
     assert list(first.json()["errors"]) == ["transfers[1].amount"]
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_REPLAY_REASON)
 def test_the_replayed_refusal_of_a_batch_still_names_its_item(alice_and_bob, client_for):
     alice, bob = alice_and_bob
     body = {"transfers": [{"to_user_id": bob.pk, "amount": "60"}, {"to_user_id": bob.pk, "amount": "60"}]}
@@ -49,7 +41,6 @@ def test_the_replayed_refusal_of_a_batch_still_names_its_item(alice_and_bob, cli
     assert again.json().get("errors") == first.json()["errors"]
 
 
-@pytest.mark.xfail(strict=True, reason=BATCH_REPLAY_REASON)
 def test_the_replayed_refusal_of_a_capture_keeps_its_field(alice_and_bob, client_for, cashier_factory):
     alice, bob = alice_and_bob
     staff = cashier_factory()

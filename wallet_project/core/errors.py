@@ -70,8 +70,16 @@ class StoredError(ApiError, register=False):
     """A stored outcome replayed as it was sent, whose code this version may no longer define (a code
     retired since): code and status are the instance's, and the class is no code of its own."""
 
-    def __init__(self, *, code: str, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message, headers=headers)
+    def __init__(
+        self,
+        *,
+        code: str,
+        status: int,
+        message: str,
+        errors: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, errors=errors, headers=headers)
         self.code = code  # type: ignore[misc]  # the instance's own, shadowing the class's
         self.status_code = status  # type: ignore[misc]
 
