@@ -315,8 +315,11 @@ def withdrawal_request_create(
     memo: str = "",
     idempotency: Idempotency | None = None,
 ) -> WithdrawalRequest:
-    """Ask to send ``amount`` to an external ``address``: the amount is held at once, pending staff."""
-    amount = check_amount(amount, decimals=currency.decimals, limit=None)
+    """Ask to send ``amount`` to an external ``address``: the amount is held at once, pending staff.
+
+    A user's request is bounded by the currency's ``max_transfer_amount``, as a transfer and a hold
+    are (staff withdrawals, ``/withdrawals``, are not)."""
+    amount = check_amount(amount, decimals=currency.decimals, limit=currency.max_transfer_amount)
 
     def body() -> Outcome[WithdrawalRequest]:
         hold = _hold_open(

@@ -242,6 +242,7 @@ CREATE_FAILURES = [
     pytest.param({"amount": "-1"}, 400, "AMOUNT_NOT_POSITIVE", id="negative"),
     pytest.param({"amount": "1.0000001"}, 400, "INVALID_DECIMALS", id="too-many-decimals"),
     pytest.param({"amount": "1" * 40}, 400, "AMOUNT_EXCEEDS_LIMIT", id="huge"),
+    pytest.param({"amount": "1000000.000001"}, 400, "AMOUNT_EXCEEDS_LIMIT", id="above-the-currency-limit"),
     pytest.param({"amount": "1e2"}, 400, "INVALID_REQUEST", id="exponent-in-a-string"),
     pytest.param({"amount": "Infinity"}, 400, "INVALID_REQUEST", id="infinity-string"),
     pytest.param({"currency": "ETH"}, 404, "SENDER_WALLET_NOT_FOUND", id="no-wallet-in-currency"),
