@@ -169,6 +169,9 @@ def test_holds_reconcile_to_the_unit_on_large_amounts(user_factory, eth):
 
     alice, bob = user_factory(), user_factory()
     deposit(alice, eth, "999999999999.99999999")
+    # A user's request is bounded by the currency's limit: lift it to reach the large amounts.
+    Currency.objects.filter(pk=eth.pk).update(max_transfer_amount=MAX_AMOUNT)
+    eth.refresh_from_db()
     withdrawal_request_create(user_id=alice.pk, currency=eth, amount=Decimal("999999999.99999999"), address="0xabc")
     hold = hold_create(payer_id=alice.pk, payee_id=bob.pk, currency=eth, amount=Decimal("9999.99999999"))
     hold_capture(hold_id=hold.pk, actor=bob, amount=UNIT)
