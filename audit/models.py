@@ -68,6 +68,9 @@ class BalanceHistory(models.Model):
         ]
         indexes = [
             models.Index(fields=["user", "-id"], name="history_user_recent"),
+            # A wallet as it stood at an instant (its newest entry stamped at or before it; ties: the
+            # later position): one backward probe of this index, as for a statement's two ends.
+            models.Index(fields=["wallet", "created_at", "seq"], name="history_wallet_time"),
         ]
 
     def __str__(self) -> str:

@@ -11,13 +11,14 @@ the ORM on SQLite).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Generic, TypeVar
@@ -168,13 +169,16 @@ def _post(draft: _Draft, principal: Principal | None) -> Transaction | _Refused:
         _check_account(draft, principal, locked)
         try:
             try:
+                draft = _not_before_the_chains(draft, locked)
                 legs = _check_and_build_legs(draft, locked)
             except errors.InsufficientBalance:
                 # Expired holds not yet swept still count in ``held``: release them and look again.
                 # (Nothing else is written before the checks: a refusal needs no savepoint.)
                 if not _released_expired_holds(draft, locked):
                     raise
-                legs = _check_and_build_legs(draft, _lock(draft))
+                locked = _lock(draft)
+                draft = _not_before_the_chains(draft, locked)  # (the releases are entries too)
+                legs = _check_and_build_legs(draft, locked)
         except errors.ApiError as refusal:
             _store_outcome(draft, error=refusal)
             return _Refused(refusal)
@@ -223,24 +227,8 @@ def _prepare(
         reverses=reverses,
         created_at=created_at,
     )
-    tx.hash = transaction_hash(
-        uid=str(tx.uid),
-        type=str(type),
-        from_user_id=from_user_id,
-        to_user_id=to_user_id,
-        currency=currency.code,
-        amount=amount,
-        memo=memo,
-        created_at=created_at,
-        reverses=reverses.hash if reverses is not None else None,
-    )
-    tx.signature = sign(tx.hash)
     event_id = uuid.uuid4()
-    tx.pk = 0  # the insert assigns the id: the event is serialised around it
-    event = tx_created_event(tx, currency_code=currency.code, event_id=event_id, trace_id=trace_id)
-    tx.pk = None
-    head, slot, tail = json.dumps(event).partition(_ID_SLOT)
-    assert slot, "the event's transaction document starts with its id"
+    event, head, tail = _seal(tx, event_id=event_id, trace_id=trace_id)
     return _Draft(
         tx=tx,
         user_ids=[user_id for user_id in (from_user_id, to_user_id) if user_id is not None],
@@ -251,10 +239,49 @@ def _prepare(
         owner_id=owner_id,
         event_id=event_id,
         event=event,
-        payload_head=head + _ID_SLOT[: -len("0, ")],
-        payload_tail=", " + tail,
+        payload_head=head,
+        payload_tail=tail,
         headers={"event_id": str(event_id), "trace_id": trace_id},
     )
+
+
+def _seal(tx: Transaction, *, event_id: uuid.UUID, trace_id: str) -> tuple[dict, str, str]:
+    """Hash and sign ``tx`` as stamped (``created_at``); its event, and the event's JSON around the id."""
+    tx.hash = transaction_hash(
+        uid=str(tx.uid),
+        type=str(tx.type),
+        from_user_id=tx.from_user_id,
+        to_user_id=tx.to_user_id,
+        currency=tx.currency.code,
+        amount=tx.amount,
+        memo=tx.memo,
+        created_at=tx.created_at,
+        reverses=tx.reverses.hash if tx.reverses is not None else None,
+    )
+    tx.signature = sign(tx.hash)
+    tx.pk = 0  # the insert assigns the id: the event is serialised around it
+    event = tx_created_event(tx, currency_code=tx.currency.code, event_id=event_id, trace_id=trace_id)
+    tx.pk = None
+    head, slot, tail = json.dumps(event).partition(_ID_SLOT)
+    assert slot, "the event's transaction document starts with its id"
+    return event, head + _ID_SLOT[: -len("0, ")], ", " + tail
+
+
+def _not_before_the_chains(draft: _Draft, locked: dict[int, LockedRow]) -> _Draft:
+    """The draft, stamped no earlier than the newest entry of any wallet it locked.
+
+    It was stamped before the lock, so a movement that committed while it waited can be a little newer:
+    a wallet's entries would go back in time along its chain. On that rare path it is stamped again
+    (not before that entry; now, as a rule) and what covers the time is derived again: the hash, the
+    signature and the event. A copy: a retried attempt starts again from the draft as prepared.
+    """
+    latest = max((row.updated_at for row in locked.values()), default=None)
+    if latest is None or draft.tx.created_at >= latest:
+        return draft
+    tx = copy.copy(draft.tx)
+    tx.created_at = max(latest, timezone.now())
+    event, head, tail = _seal(tx, event_id=draft.event_id, trace_id=tx.trace_id)
+    return replace(draft, tx=tx, event=event, payload_head=head, payload_tail=tail)
 
 
 def _claim_or_replay(draft: _Draft) -> Transaction | None:
@@ -282,7 +309,7 @@ def _lock(draft: _Draft) -> dict[int, LockedRow]:
         if draft.active_only:
             wallets = wallets.filter(user__is_active=True)
         values = wallets.order_by("pk").values_list(
-            "id", "user_id", "balance", "held", "audit_head", "entries", "postings", "user__token_version"
+            "id", "user_id", "balance", "held", "audit_head", "entries", "postings", "user__token_version", "updated_at"
         )
         rows = [LockedRow(*row) for row in values]
     return {row.user_id: row for row in rows}
@@ -616,6 +643,8 @@ def held_change(*, wallet_id: int, delta: Decimal, hold_uid: uuid.UUID, created_
     Must run inside the caller's transaction; locks the wallet (a caller that locks a hold does so
     first: holds, then wallets). A reservation needs that much ``available`` (after releasing the
     wallet's expired holds, if that is what stands in the way): otherwise INSUFFICIENT_BALANCE.
+    The entry is stamped ``created_at``, or now if the wallet's newest entry is newer (``created_at``
+    was taken before the lock): a wallet's entries never go back in time along its chain.
     """
     assert connection.in_atomic_block and delta != 0
     # The wallet row alone (``of``): FOR UPDATE on the joined currency row would block every movement in
@@ -633,6 +662,8 @@ def held_change(*, wallet_id: int, delta: Decimal, hold_uid: uuid.UUID, created_
             )
     if delta < 0 and wallet.held + delta < 0:
         raise AssertionError(f"wallet {wallet_id} holds {wallet.held}, less than the release of {-delta}")
+    if created_at < wallet.updated_at:  # stamped before the lock: never before the chain's newest entry
+        created_at = max(wallet.updated_at, timezone.now())
     held_after = wallet.held + delta
     entry = BalanceHistory(
         wallet_id=wallet.pk,

@@ -22,10 +22,12 @@ from transactions.db import int8, prepared_cursor
 
 # -- The lock ----------------------------------------------------------------------------------------
 # The users' wallets in one currency, in ascending primary key (A->B and B->A can never deadlock), with
-# the owner's token version: the account check of a transfer's sender rides on this statement.
+# the owner's token version: the account check of a transfer's sender rides on this statement, and
+# the time of the wallet's newest entry (``updated_at``, which every write sets to it): a movement
+# stamped before the lock is re-stamped no earlier than that, so entries never go back in time.
 # One placeholder per user rather than an array parameter, whose binding costs more client CPU.
 _LOCK = (
-    "SELECT w.id, w.user_id, w.balance, w.held, w.audit_head, w.entries, w.postings, u.token_version"
+    "SELECT w.id, w.user_id, w.balance, w.held, w.audit_head, w.entries, w.postings, u.token_version, w.updated_at"
     " FROM wallets_wallet w JOIN accounts_user u ON u.id = w.user_id"
     " WHERE w.user_id IN ({users}) AND w.currency_id = %s{active} ORDER BY w.id FOR UPDATE OF w"
 )
@@ -48,6 +50,7 @@ class LockedRow(NamedTuple):
     entries: int
     postings: int
     token_version: int
+    updated_at: datetime  # the newest entry's created_at (or the wallet's opening, before any)
 
     @property
     def available(self) -> Decimal:

@@ -3,8 +3,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from wallet_project.core.cursor import DEFAULT_LIMIT, MAX_LIMIT
 from wallet_project.core.fields import StrictSerializer
-from wallet_project.core.params import FilterSerializer, IntQuery, QueryField, TextQuery
+from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE
+from wallet_project.core.params import ChoiceQuery, DateTimeQuery, FilterSerializer, IntQuery, QueryField, TextQuery
 from wallets.models import Wallet
 from wallets.selectors import WINDOW_PATTERN, parse_window, wallet_document
 
@@ -60,3 +62,96 @@ class StatsFilter(WalletCurrencyFilter):
         fields = super().get_fields()
         # The window is judged before the currency, as it always was.
         return {"window": fields.pop("window"), **fields}
+
+
+# -- The wallet at an instant ------------------------------------------------------------------------
+
+
+class WalletAtFilter(WalletCurrencyFilter):
+    at = DateTimeQuery(
+        help_text="RFC 3339 instant (UTC without an offset): the wallet as it stood then, from its chain. "
+        "Before the wallet was opened: 404 WALLET_NOT_FOUND; a future instant: the wallet as it stands now"
+    )
+
+
+class WalletAtOut(WalletOut):
+    as_of = serializers.DateTimeField(
+        required=False, help_text="Only with ?at=: the instant asked for, in UTC; balance, held, available then"
+    )
+
+
+# -- Statements --------------------------------------------------------------------------------------
+
+
+class CursorQuery(QueryField):
+    """An opaque cursor from a previous page's ``next_cursor``, taken as sent (an empty one is invalid)."""
+
+    def to_internal_value(self, data: str) -> str:
+        return data
+
+    def openapi_schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+
+class StatementFilter(WalletCurrencyFilter):
+    to = DateTimeQuery(help_text="RFC 3339, exclusive (default: now)")
+    format = ChoiceQuery(choices=["json", "csv"], fallback="json", help_text="csv: every entry, streamed")
+    page = IntQuery(maximum=MAX_PAGE, help_text="1-based (default 1); not with cursor/limit")
+    page_size = IntQuery(maximum=MAX_PAGE_SIZE, help_text=f"1..{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}")
+    cursor = CursorQuery(help_text="next_cursor of the previous page (cursor paging)")
+    limit = IntQuery(maximum=MAX_LIMIT, help_text=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT} (cursor paging)")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        # ``from`` is a Python keyword, so it cannot be declared above; judged after the currency.
+        start = DateTimeQuery(help_text="RFC 3339, inclusive (default: the start of the UTC month before `to`)")
+        ordered = {"currency_id": fields.pop("currency_id"), "currency": fields.pop("currency"), "from": start}
+        return {**ordered, **fields}
+
+
+class StatementEntryOut(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The transaction's id")
+    hash = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    amount = serializers.CharField(help_text="The transaction's amount, 8 places")
+    memo = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    direction = serializers.ChoiceField(choices=["sent", "received"])
+    counterparty_user_id = serializers.IntegerField(
+        allow_null=True, help_text="The other party; null for a deposit or a withdrawal (or their reversal)"
+    )
+    delta = serializers.CharField(help_text="The change of this wallet's balance, signed, 8 places")
+    balance_after = serializers.CharField()
+    held_after = serializers.CharField()
+    reverses = serializers.CharField(required=False, help_text="Only for a reversal: the hash it takes back")
+
+
+class StatementPaginationOut(serializers.Serializer):
+    """Page paging (page, page_size, total, total_pages) or cursor paging (next_cursor, has_more)."""
+
+    page = serializers.IntegerField(required=False)
+    page_size = serializers.IntegerField(required=False)
+    total = serializers.IntegerField(required=False)
+    total_pages = serializers.IntegerField(required=False)
+    next_cursor = serializers.CharField(required=False, allow_null=True)
+    has_more = serializers.BooleanField(required=False)
+
+
+class StatementOut(serializers.Serializer):
+    wallet_id = serializers.IntegerField()
+    currency = serializers.CharField()
+    # ``from`` cannot be declared (a keyword): added below.
+    to = serializers.DateTimeField(help_text="Exclusive")
+    opening_balance = serializers.CharField(help_text="After every entry stamped before `from`")
+    closing_balance = serializers.CharField(help_text="After every entry stamped before `to`")
+    total_in = serializers.CharField(help_text="Sum of the positive deltas")
+    total_out = serializers.CharField(help_text="Sum of the negative deltas, as a magnitude")
+    count = serializers.IntegerField(help_text="Entries in the statement (all pages)")
+    data = StatementEntryOut(many=True)  # type: ignore[assignment]  # a declared field, as DRF collects it
+    pagination = StatementPaginationOut()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        start = serializers.DateTimeField(help_text="Inclusive")
+        return {"wallet_id": fields.pop("wallet_id"), "currency": fields.pop("currency"), "from": start, **fields}
