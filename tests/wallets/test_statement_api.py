@@ -237,10 +237,20 @@ def test_a_cursor_of_another_window_or_wallet_or_forged_is_400(story, client_for
         assert response.json()["code"] == "INVALID_REQUEST" and "cursor" in response.json()["errors"]
 
 
-def test_page_and_cursor_together_are_400(story, client_for):
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"page": 1, "limit": 5}, "limit"),
+        ({"page_size": 5, "cursor": "x"}, "cursor"),
+        ({"page": 2, "cursor": "x"}, "cursor"),
+    ],
+)
+def test_page_and_cursor_together_are_400(story, client_for, query, named):
     alice, *_ = story
-    response = statement(client_for(alice), alice, page=1, limit=5)
-    assert response.status_code == 400 and "cursor" in response.json()["errors"]
+    response = statement(client_for(alice), alice, **query)
+    assert response.status_code == 400 and response.json()["errors"] == {
+        named: ["cannot be combined with page or page_size"]
+    }
 
 
 def test_someone_elses_statement_is_403(story, client_for, user_factory):

@@ -131,11 +131,12 @@ class WalletStatementViewSet(viewsets.ViewSet):
         ensure_owner_or_staff(request.user, user_id)
         query = StatementFilter.parse(request.query_params)
         wallet = wallet_get(user_id=user_id, currency=_requested_currency(query))
-        cursor_paging = "cursor" in query or "limit" in query
-        if cursor_paging and ("page" in query or "page_size" in query):
+        cursor_params = [name for name in ("cursor", "limit") if name in query]
+        cursor_paging = bool(cursor_params)
+        if cursor_paging and ("page" in query or "page_size" in query):  # (as every list answers it)
             raise errors.InvalidRequest(
-                "page through a statement by page/page_size or by cursor/limit, not both",
-                errors={"cursor": ["not with page or page_size"]},
+                f"{cursor_params[0]} cannot be combined with page or page_size",
+                errors={cursor_params[0]: ["cannot be combined with page or page_size"]},
             )
         scope = statement_scope(wallet.pk, query.get("from"), query.get("to"))
         cursor = statement_cursor_decode(query["cursor"], scope=scope) if "cursor" in query else None
