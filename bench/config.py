@@ -24,13 +24,20 @@ PY = Path(sys.executable)
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 DB_API, DB_API_TEMPLATE, DB_READS, DB_CEILING = "bench_api", "bench_api_template", "bench_reads", "bench_ceiling"
 
-SCENARIOS = ["uniform", "hot", "hold_capture", "history_page1", "history_deep", "reconcile"]
+SCENARIOS = [
+    "uniform", "hot", "hold_capture", "history_page1", "history_deep", "pit", "statement", "statement_pages",
+    "reconcile",
+]  # fmt: skip
 
 # Scenarios served by bench_api (the funded users); hold_capture is not a plain transfer, so "transfers"
 # stays uniform + hot, the pair the ratio goals and the before/after comparisons are about.
 API_SCENARIOS = ["uniform", "hot", "hold_capture"]
 
-ALIASES = {"reads": ["history_page1", "history_deep"], "transfers": ["uniform", "hot"], "all": SCENARIOS}
+# Reads of the hot user on bench_reads, one server: its history, its wallet at a past instant (#16), and a
+# one-month statement (#16) by cursor (the first page) and in the page-number form (page 1).
+READ_SCENARIOS = ["history_page1", "history_deep", "pit", "statement", "statement_pages"]
+
+ALIASES = {"reads": READ_SCENARIOS, "transfers": ["uniform", "hot"], "all": SCENARIOS}
 
 # Goals from the issue: ratio to the ceiling, latency, errors.
 GOALS = {
@@ -40,6 +47,10 @@ GOALS = {
     "hold_capture": {"errors": 0, "deadlocks": 0},
     "history_page1": {"p99_ms": 20, "errors": 0},
     "history_deep": {"p99_ms": 20, "errors": 0},
+    # #16 sets its latency goal at one connection: the statement page's own service time.
+    "pit": {"errors": 0},
+    "statement": {"p99_ms_one_connection": 20, "errors": 0},
+    "statement_pages": {"p99_ms_one_connection": 20, "errors": 0},
     "reconcile": {"seconds": 60},
 }
 
@@ -69,6 +80,7 @@ class Options:
     idempotency: bool
     reads_transactions: int
     reads_hot: int
+    reads_days: int
     page_size: int
     deep_page: int | None
     timeout: str = "10s"
@@ -77,3 +89,5 @@ class Options:
     recipes: dict[str, tuple[str, str, dict[str, str]]] = field(default_factory=dict)
     # The checkpoint taken on the 1,000,000-transaction dataset (bench.db.ensure_checkpoint)
     reads_checkpoint: dict | None = None
+    # scenario -> the request paths the round-trip count sends (bench_reads scenarios beyond the history)
+    read_paths: dict[str, list[str]] = field(default_factory=dict)

@@ -104,9 +104,15 @@ def prepare_api_db(opts: Options, logfile: Path) -> None:
 
 
 def prepare_reads_db(opts: Options, logfile: Path, *, regenerate: bool) -> int:
-    """bench_reads: 1,000,000 transactions forming a valid ledger; generated once, reused while it matches."""
+    """bench_reads: 1,000,000 transactions over a year, a valid ledger; generated once, reused while it matches."""
     wanted = json.dumps(
-        {**fingerprint(logfile), "transactions": opts.reads_transactions, "hot": opts.reads_hot, "users": opts.users},
+        {
+            **fingerprint(logfile),
+            "transactions": opts.reads_transactions,
+            "hot": opts.reads_hot,
+            "users": opts.users,
+            "days": opts.reads_days,
+        },
         sort_keys=True,
     )
     marker = None if regenerate else db_marker(DB_READS)
@@ -128,6 +134,8 @@ def prepare_reads_db(opts: Options, logfile: Path, *, regenerate: bool) -> int:
             str(opts.users),
             "--hot-transactions",
             str(opts.reads_hot),
+            "--days",
+            str(opts.reads_days),
             "--marker",
             wanted,
         ],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import os
 import re
+from decimal import Decimal
 
 from bench.ceiling import ceiling
 from bench.config import (
@@ -270,51 +272,179 @@ def hold_figures(row: dict) -> None:
     )
 
 
-def history_scenarios(opts: Options, names: list[str], results: dict, hot_user: int) -> None:
+def dataset_span(hot_user: int) -> tuple[dt.datetime, dt.datetime]:
+    """The first and the last of the hot user's entries in bench_reads (the span its reads ask about)."""
+    with admin(DB_READS) as conn:
+        first, last = conn.execute(
+            "SELECT min(created_at), max(created_at) FROM audit_balancehistory WHERE user_id = %s", [hot_user]
+        ).fetchone()
+    return first, last
+
+
+def statement_month(first: dt.datetime, last: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """The calendar month (UTC) around the middle of the span, ``[start, next month's start)``; the whole
+    span when no calendar month fits in it (a dataset of a few weeks)."""
+    middle = (first + (last - first) / 2).astimezone(dt.UTC)
+    start = middle.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    if start < first or end > last:
+        return first, last
+    return start, end
+
+
+def rfc3339(at: dt.datetime) -> str:
+    return at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def ledger_at(hot_user: int, at: dt.datetime) -> Decimal | None:
+    """The hot user's USDT balance at ``at`` from its chain: the last entry stamped at or before it."""
+    with admin(DB_READS) as conn:
+        row = conn.execute(
+            "SELECT h.balance_after FROM audit_balancehistory h JOIN wallets_wallet w ON w.id = h.wallet_id "
+            "JOIN currencies_currency c ON c.id = w.currency_id "
+            "WHERE h.user_id = %s AND c.code = 'USDT' AND h.created_at <= %s ORDER BY h.seq DESC LIMIT 1",
+            [hot_user, at],
+        ).fetchone()
+    return row[0] if row else None
+
+
+def ledger_window(hot_user: int, start: dt.datetime, end: dt.datetime) -> dict:
+    """What a statement of ``[start, end)`` must say, from the chain itself."""
+    with admin(DB_READS) as conn:
+        count, total_in, total_out = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(h.delta) FILTER (WHERE h.delta > 0), 0), "
+            "COALESCE(-SUM(h.delta) FILTER (WHERE h.delta < 0), 0) "
+            "FROM audit_balancehistory h JOIN wallets_wallet w ON w.id = h.wallet_id "
+            "JOIN currencies_currency c ON c.id = w.currency_id "
+            "WHERE h.user_id = %s AND c.code = 'USDT' AND h.created_at >= %s AND h.created_at < %s",
+            [hot_user, start, end],
+        ).fetchone()
+    before = ledger_at(hot_user, start - dt.timedelta(microseconds=1))
+    return {
+        "count": count,
+        "opening_balance": before or Decimal(0),
+        "closing_balance": ledger_at(hot_user, end - dt.timedelta(microseconds=1)) or Decimal(0),
+        "total_in": total_in,
+        "total_out": total_out,
+    }
+
+
+def check_pit(url: str, token: str, hot_user: int, at: dt.datetime) -> str | None:
+    """One point-in-time read against the contract and the chain; why the scenario cannot run, if so."""
+    path = f"/wallet/{hot_user}?at={rfc3339(at)}"
+    status, body = http("GET", url + path, token=token)
+    if status == 200 and "as_of" not in body:
+        return f"GET {path} answered the current wallet (no as_of): this code has no point-in-time reads"
+    if status != 200:
+        raise SystemExit(f"probe GET {path} answered {status}: {body}")
+    expected = ledger_at(hot_user, at)
+    if expected is None or Decimal(body["balance"]) != expected or not {"held", "available"} <= body.keys():
+        raise SystemExit(f"probe GET {path}: {body}, but the chain says balance {expected}")
+    return None
+
+
+def check_statement(
+    url: str, token: str, path: str, hot_user: int, window: tuple[dt.datetime, dt.datetime]
+) -> str | None:
+    """The statement's first page against the contract and the chain; why the scenario cannot run, if so."""
+    status, body = http("GET", url + path, token=token)
+    if status == 404 and body.get("code") == "NOT_FOUND":
+        return f"GET {path} answered 404 NOT_FOUND: this code has no statement endpoint"
+    if status != 200:
+        raise SystemExit(f"probe GET {path} answered {status}: {body}")
+    want = ledger_window(hot_user, *window)
+    got = {k: body.get(k) for k in want}
+    money = ("opening_balance", "closing_balance", "total_in", "total_out")
+    agrees = got["count"] == want["count"] and all(got[k] is not None and Decimal(got[k]) == want[k] for k in money)
+    if not agrees or len(body.get("data") or []) != min(want["count"], 20):
+        raise SystemExit(f"probe GET {path}: {got} and {len(body.get('data') or [])} rows, but the chain says {want}")
+    return None
+
+
+def one_connection(opts: Options, server: Server, name: str, script: str, env: dict[str, str], row: dict) -> None:
+    """The same request from one connection: its service time, without 15 others queued in front of it."""
+    one = wrk(opts, name=f"{name}_1conn", url=server.url, script=script, env=env, duration=opts.duration, connections=1)
+    lat = one["latency_us"]
+    row["single_connection"] = {
+        "rps": round(one["requests"] / (one["duration_us"] / 1e6), 1),
+        "p50_ms": lat["p50"] / 1000,
+        "p95_ms": lat["p95"] / 1000,
+        "p99_ms": lat["p99"] / 1000,
+        "errors": one["requests"]
+        - sum(v for k, v in one["statuses"].items() if k.startswith("2"))
+        + sum(one["errors"].values()),
+        "requests": one["requests"],
+    }
+    goals, met = row["goals"]["targets"], row["goals"]["met"]
+    if "p99_ms_one_connection" in goals:
+        met["p99_ms_one_connection"] = lat["p99"] / 1000 <= goals["p99_ms_one_connection"]
+    if "errors" in goals:
+        met["errors_one_connection"] = row["single_connection"]["errors"] <= goals["errors"]
+    row["goals"]["all_met"] = all(met.values())
+    log(f"  {name} with one connection: p50/p95/p99 {lat['p50'] / 1000}/{lat['p95'] / 1000}/{lat['p99'] / 1000} ms")
+
+
+def reads_scenarios(opts: Options, names: list[str], results: dict, skipped: dict, hot_user: int) -> None:
+    """The reads of the hot user on bench_reads, one server: its history (page 1, the last page), its
+    wallet at random past instants (pit), and a one-month statement's first page (statement: by cursor,
+    statement_pages: page numbers). Each at the usual connections, then at one."""
     tokens = mint(opts, DB_READS, "history", "--user-id", str(hot_user), "--per-user", str(opts.connections))
+    token = read_tokens(tokens)[0][1]
     last_page = math.ceil(opts.reads_hot / opts.page_size)
-    pages = {"history_page1": 1, "history_deep": opts.deep_page or last_page}
+    first, last = dataset_span(hot_user)
+    window = statement_month(first, last)
+    statement = f"/wallet/{hot_user}/statement?currency=USDT&from={rfc3339(window[0])}&to={rfc3339(window[1])}"
     with Server(database=DB_READS, logfile=opts.raw / "gunicorn_reads.log") as server:
         for name in names:
-            path = f"/transactions/{hot_user}?page={pages[name]}&page_size={opts.page_size}"
-            body = probe(server.url + path, read_tokens(tokens)[0][1])
-            if not body.get("data"):
-                raise SystemExit(f"{path} returned no rows: {body.get('pagination')}")
-            log(f"scenario {name}: GET {path} (total {body['pagination']['total']:,})")
-            opts.recipes[name] = (DB_READS, "get.lua", {"BENCH_TOKENS": str(tokens), "BENCH_PATH": path})
-            row = measure(
-                opts,
-                server,
-                name=name,
-                database=DB_READS,
-                script="get.lua",
-                env={"BENCH_TOKENS": str(tokens), "BENCH_PATH": path},
-            )
-            row.update(path=path, page=pages[name], history_total=body["pagination"]["total"])
+            env = {"BENCH_TOKENS": str(tokens)}
+            script, extra = "get.lua", {}
+            if name.startswith("history"):
+                page = 1 if name == "history_page1" else opts.deep_page or last_page
+                path = f"/transactions/{hot_user}?page={page}&page_size={opts.page_size}"
+                body = probe(server.url + path, token)
+                if not body.get("data"):
+                    raise SystemExit(f"{path} returned no rows: {body.get('pagination')}")
+                log(f"scenario {name}: GET {path} (total {body['pagination']['total']:,})")
+                extra = {"page": page, "history_total": body["pagination"]["total"]}
+                env["BENCH_PATH"] = path
+            elif name == "pit":
+                reason = check_pit(server.url, token, hot_user, first + (last - first) / 2)
+                if reason:
+                    log(f"scenario {name}: skipped, {reason}")
+                    skipped[name] = reason
+                    continue
+                # Random instants over the span, whole seconds plus random microseconds (pit.lua).
+                script, path = "pit.lua", f"/wallet/{hot_user}?at=<random instant>"
+                env.update(
+                    BENCH_PATH=f"/wallet/{hot_user}",
+                    BENCH_AT_FIRST=str(math.ceil(first.timestamp())),
+                    BENCH_AT_LAST=str(math.floor(last.timestamp())),
+                )
+                # The round trips: 33 instants spread evenly over the span.
+                opts.read_paths[name] = [
+                    f"/wallet/{hot_user}?at={rfc3339(first + (last - first) * (i + 0.5) / 33)}" for i in range(33)
+                ]
+                extra = {"at_first": rfc3339(first), "at_last": rfc3339(last)}
+                log(f"scenario {name}: GET /wallet/{hot_user}?at=<random in {rfc3339(first)} .. {rfc3339(last)}>")
+            else:
+                path = statement + ("&limit=20" if name == "statement" else "&page=1&page_size=20")
+                reason = check_statement(server.url, token, path, hot_user, window)
+                if reason:
+                    log(f"scenario {name}: skipped, {reason}")
+                    skipped[name] = reason
+                    continue
+                count = ledger_window(hot_user, *window)["count"]
+                opts.read_paths[name] = [path] * 33
+                env["BENCH_PATH"] = path
+                extra = {"window": [rfc3339(window[0]), rfc3339(window[1])], "entries_in_window": count}
+                log(f"scenario {name}: GET {path} ({count:,} entries in the window)")
+            opts.recipes[name] = (DB_READS, script, env)
+            row = measure(opts, server, name=name, database=DB_READS, script=script, env=env)
+            row.update(path=path, **extra)
             results[name] = finish(opts, row, database=DB_READS, nwallets=1000)
             # With 16 connections latency is mostly queueing (p50 ~ 16 / throughput); one connection shows
             # the service time of the request itself.
-            env = opts.recipes[name][2]
-            one = wrk(
-                opts,
-                name=f"{name}_1conn",
-                url=server.url,
-                script="get.lua",
-                env=env,
-                duration=opts.duration,
-                connections=1,
-            )
-            lat = one["latency_us"]
-            results[name]["single_connection"] = {
-                "rps": round(one["requests"] / (one["duration_us"] / 1e6), 1),
-                "p50_ms": lat["p50"] / 1000,
-                "p95_ms": lat["p95"] / 1000,
-                "p99_ms": lat["p99"] / 1000,
-                "errors": one["requests"]
-                - sum(v for k, v in one["statuses"].items() if k.startswith("2"))
-                + sum(one["errors"].values()),
-            }
-            log(f"  {name} with one connection: p50/p99 {lat['p50'] / 1000}/{lat['p99'] / 1000} ms")
+            one_connection(opts, server, name, script, env, results[name])
 
 
 def run_reconcile(opts: Options, database: str, label: str) -> dict:

@@ -63,7 +63,7 @@ def git_state() -> dict:
 
 def print_table(results: dict, round_trips: dict, final: dict | None, skipped: dict | None = None) -> None:
     header = (
-        f"{'scenario':<14}{'req/s':>8}{'p50':>7}{'p95':>7}{'p99':>7}{'err':>6}{'ceiling':>9}{'ratio':>7}"
+        f"{'scenario':<16}{'req/s':>8}{'p50':>7}{'p95':>7}{'p99':>7}{'err':>6}{'ceiling':>9}{'ratio':>7}"
         f"{'RT/req':>7}{'xact':>6}{'appCPU':>8}{'dbCPU':>7}  goals"
     )
     print()
@@ -78,35 +78,35 @@ def print_table(results: dict, round_trips: dict, final: dict | None, skipped: d
         verdict = "ok" if row["goals"]["all_met"] else "MISSED " + ",".join(k for k, v in met.items() if not v)
         if name == "reconcile":
             print(
-                f"{name:<14}{row['seconds']:>7.1f}s  CPU {row['cpu_s']} s (PostgreSQL {row.get('db_cpu_s')} s), "
+                f"{name:<16}{row['seconds']:>7.1f}s  CPU {row['cpu_s']} s (PostgreSQL {row.get('db_cpu_s')} s), "
                 f"peak RSS {row['peak_rss_mb']} MB, {row['transactions']:,} transactions, ok={row['ok']}, "
                 f"ceiling {row['ceiling_tps']} tps  {verdict}"
             )
             if cp := row.get("after_checkpoint"):
                 print(
-                    f"{'':<14}after a checkpoint taken in {cp['seconds']} s (CPU {cp['cpu_s']} s, "
+                    f"{'':<16}after a checkpoint taken in {cp['seconds']} s (CPU {cp['cpu_s']} s, "
                     f"PostgreSQL {cp['db_cpu_s']} s{', cached' if cp.get('cached') else ''})"
                 )
             continue
         rt = round_trips.get(rt_key.get(name, name), {}).get("round_trips_per_request", "")
         print(
-            f"{name:<14}{row['rps']:>8.1f}{row['p50_ms']:>7.1f}{row['p95_ms']:>7.1f}{row['p99_ms']:>7.1f}"
+            f"{name:<16}{row['rps']:>8.1f}{row['p50_ms']:>7.1f}{row['p95_ms']:>7.1f}{row['p99_ms']:>7.1f}"
             f"{row['errors']:>6}{row['ceiling_tps']:>9.1f}{row['ratio']:>7.3f}{rt!s:>7}{row['db_xacts_per_request']:>6}"
             f"{row['app_cpu_ms_per_request']:>8.2f}{row['db_cpu_ms_per_request']:>7.2f}  {verdict}"
         )
     if row := results.get("hold_capture"):
         print(
-            f"{'hold_capture':<14}{row['pairs_per_s']} pairs/s (hold placed + captured), pair ratio "
+            f"{'hold_capture':<16}{row['pairs_per_s']} pairs/s (hold placed + captured), pair ratio "
             f"{row['pair_ratio']}, app/DB CPU ms per pair {row['app_cpu_ms_per_pair']}/{row['db_cpu_ms_per_pair']}, "
             f"round trips per pair {row.get('db_round_trips_per_pair', '')}, {row['holds_left_active']} left active"
         )
     for name, reason in (skipped or {}).items():
-        print(f"{name:<14}skipped: {reason}")
+        print(f"{name:<16}skipped: {reason}")
     for name in SCENARIOS:
         one = results.get(name, {}).get("single_connection")
         if one:
             print(
-                f"{name:<14}one connection: {one['rps']} req/s, "
+                f"{name:<16}one connection: {one['rps']} req/s, "
                 f"p50/p95/p99 {one['p50_ms']}/{one['p95_ms']}/{one['p99_ms']} ms"
             )
     print("latency in ms; err = non-2xx + socket errors; ratio = req/s / ceiling tps measured right after;")

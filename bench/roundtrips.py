@@ -124,7 +124,7 @@ def round_trip_section(opts: Options, names: list[str], api_users: list[int] | N
         out["hold_capture"]["round_trips_per_pair"] = round(
             labels["hold"]["round_trips_per_request"] + labels["capture"]["round_trips_per_request"], 2
         )
-    if hot_user and any(n.startswith("history") for n in names):
+    if hot_user and any(n.startswith("history") or n in opts.read_paths for n in names):
         token = read_tokens(opts.raw / "tokens_history.txt")[0][1]
         last_page = opts.deep_page or math.ceil(opts.reads_hot / opts.page_size)
         for name, page in (("history_page1", 1), ("history_deep", last_page)):
@@ -132,4 +132,9 @@ def round_trip_section(opts: Options, names: list[str], api_users: list[int] | N
                 log(f"round trips: {name}")
                 path = f"/transactions/{hot_user}?page={page}&page_size={opts.page_size}"
                 out[name] = count_round_trips(opts, DB_READS, [("GET", path, token, None)] * 33)
+        for name in names:
+            if name in opts.read_paths:  # pit (33 instants over the span), the statement's first page
+                log(f"round trips: {name}")
+                reqs = [("GET", path, token, None) for path in opts.read_paths[name]]
+                out[name] = count_round_trips(opts, DB_READS, reqs)
     return out

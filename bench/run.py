@@ -41,6 +41,7 @@ from bench.config import (  # noqa: E402
     PG_HOST,
     PG_PORT,
     PG_USER,
+    READ_SCENARIOS,
     REFERENCE,
     RESULTS,
     ROOT,
@@ -53,7 +54,7 @@ from bench.db import (  # noqa: E402
     prepare_api_db,
     prepare_reads_db,
 )
-from bench.load import api_scenarios, history_scenarios, reconcile_scenario, run_reconcile  # noqa: E402
+from bench.load import api_scenarios, reads_scenarios, reconcile_scenario, run_reconcile  # noqa: E402
 from bench.profiling import profile  # noqa: E402
 from bench.report import git_state, machine, markdown, print_table  # noqa: E402
 from bench.roundtrips import round_trip_section  # noqa: E402
@@ -119,6 +120,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--reads-transactions", type=int, default=1_000_000)
     parser.add_argument("--reads-hot", type=int, default=100_000, help="transactions of the user whose history is read")
+    parser.add_argument("--reads-days", type=int, default=365, help="days the dataset's movements are spread over")
     parser.add_argument("--page-size", type=int, default=20)
     parser.add_argument("--deep-page", type=int, default=None, help="page for history_deep (default: the last page)")
     parser.add_argument("--idempotency-keys", action="store_true", help="send a unique Idempotency-Key per transfer")
@@ -153,6 +155,7 @@ def main() -> int:
         idempotency=args.idempotency_keys,
         reads_transactions=args.reads_transactions,
         reads_hot=args.reads_hot,
+        reads_days=args.reads_days,
         page_size=args.page_size,
         deep_page=args.deep_page,
     )
@@ -180,10 +183,11 @@ def main() -> int:
     if any(n in API_SCENARIOS for n in names):
         prepare_api_db(opts, setup_log)
         api = api_scenarios(opts, [n for n in names if n in API_SCENARIOS], results, skipped)
-    if any(n.startswith("history") or n == "reconcile" for n in names):
+    reads = [n for n in names if n in READ_SCENARIOS]
+    if reads or "reconcile" in names:
         hot_user = prepare_reads_db(opts, setup_log, regenerate=args.regenerate)
-    if any(n.startswith("history") for n in names):
-        history_scenarios(opts, [n for n in names if n.startswith("history")], results, hot_user)
+    if reads:
+        reads_scenarios(opts, reads, results, skipped, hot_user)
     if "reconcile" in names:
         reconcile_scenario(opts, results)
     round_trips = {}

@@ -3,7 +3,7 @@
     python bench/tasks.py fingerprint
     python bench/tasks.py seed --users 1000 --balance 1000000
     python bench/tasks.py tokens --out FILE (--all | --user-id N [--user-id M]) [--per-user K]
-    python bench/tasks.py ledger --transactions 1000000 --users 1000 --hot-transactions 100000 --marker TEXT
+    python bench/tasks.py ledger --transactions 1000000 --users 1000 --hot-transactions 100000 --days 365 --marker TEXT
 
 The ledger generator writes a *valid* ledger straight into the tables with COPY: hashes, signatures
 and per-wallet hash chains are computed with the application's own functions (``transaction_hash``,
@@ -156,7 +156,7 @@ TX_COLUMNS = [
 ]  # fmt: skip
 HISTORY_COLUMNS = [
     "id", "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after",
-    "prev_hash", "entry_hash", "seq", "created_at",
+    "prev_hash", "entry_hash", "seq", "posting", "created_at",
 ]  # fmt: skip
 
 
@@ -212,8 +212,16 @@ def _hash_and_sign(batch: list[tuple]) -> list[tuple[str, str]]:
     return out
 
 
-def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str, seed_value: int = 20251125) -> None:
+def ledger(
+    *, transactions: int, users: int, hot_transactions: int, days: int, marker: str, seed_value: int = 20251125
+) -> None:
     """Deposits for every user, then transfers; user #1 takes part in ``hot_transactions`` of them.
+
+    The movements are spread evenly over the ``days`` before the day before generation (365: a month
+    holds about 8,300 of the hot user's entries, a statement's realistic size for a busy account), and
+    the users and wallets are dated just before the first of them, so a point-in-time read anywhere in
+    the span finds the wallet existing; each wallet's ``updated_at`` is its newest entry's time, as the
+    posting path keeps it.
 
     Three things run at once: a process pool hashes and signs receipts, this process chains the
     balance history and formats rows, and a thread streams the previous chunk to PostgreSQL by COPY.
@@ -244,8 +252,9 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
     head = {wallet_of[u]: GENESIS_HASH for u in user_ids}
     entries = {wallet_of[u]: 0 for u in user_ids}
     funding = Decimal(1_000_000).quantize(QUANT)
-    step_us = 30 * 86_400 * 1_000_000 // transactions
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=31)
+    step_us = days * 86_400 * 1_000_000 // transactions
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days + 1)
+    newest = {wallet_of[u]: start for u in user_ids}
     tx_table, history_table = _Table(Transaction, TX_COLUMNS), _Table(BalanceHistory, HISTORY_COLUMNS)
     chunk = 10_000
 
@@ -357,10 +366,11 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
                             head[wallet],
                             link,
                             entries[wallet],
+                            entries[wallet],  # every entry is a movement here: its posting is its seq
                             at,
                         )
                     )
-                    balance[wallet], head[wallet] = after, link
+                    balance[wallet], head[wallet], newest[wallet] = after, link, created_at
             if pending is not None:
                 pending.result()
             pending = writer.submit(write, tx_lines, history_lines)
@@ -374,9 +384,14 @@ def ledger(*, transactions: int, users: int, hot_transactions: int, marker: str,
 
     with raw.transaction(), raw.cursor() as cursor:
         cursor.executemany(
-            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, updated_at = now() WHERE id = %s",
-            [(balance[w], head[w], entries[w], w) for w in balance],
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, postings = %s, updated_at = %s "
+            "WHERE id = %s",
+            [(balance[w], head[w], entries[w], entries[w], newest[w], w) for w in balance],
         )
+        # Accounts and wallets opened before their first movement (bulk_create stamped them now).
+        opened = start - timedelta(minutes=1)
+        cursor.execute("UPDATE accounts_user SET date_joined = %s WHERE id = ANY(%s)", [opened, user_ids])
+        cursor.execute("UPDATE wallets_wallet SET created_at = %s WHERE user_id = ANY(%s)", [opened, user_ids])
         for table in (tx_table.table, history_table.table):
             cursor.execute(
                 sql.SQL("SELECT setval(pg_get_serial_sequence({name}, 'id'), (SELECT max(id) FROM {table}))").format(
@@ -411,6 +426,7 @@ def main() -> None:
     p_ledger.add_argument("--transactions", type=int, default=1_000_000)
     p_ledger.add_argument("--users", type=int, default=1000)
     p_ledger.add_argument("--hot-transactions", type=int, default=100_000)
+    p_ledger.add_argument("--days", type=int, default=365, help="the span the movements are spread over")
     p_ledger.add_argument("--marker", required=True)
     args = parser.parse_args()
 
@@ -428,6 +444,7 @@ def main() -> None:
             transactions=args.transactions,
             users=args.users,
             hot_transactions=args.hot_transactions,
+            days=args.days,
             marker=args.marker,
         )
 
