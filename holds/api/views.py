@@ -38,23 +38,11 @@ from holds.services import (
     withdrawal_request_create,
     withdrawal_request_reject,
 )
-from transactions.api.views import IDEMPOTENCY_PARAM, NO_STORE, _currency, _money_response
+from transactions.api.views import IDEMPOTENCY_PARAM, NO_STORE, body_currency, money_response, request_idempotency
 from transactions.events import transaction_document
-from transactions.idempotency import HEADER, request_fingerprint, validate_key
 from transactions.selectors import recipient_id_by_username, sender_balances_after
-from transactions.services import Idempotency
 from wallet_project.core.pagination import cursor_window, keyset_page, list_page, paginate
 from wallet_project.core.schema import error_responses
-
-
-def _idempotency(request, scope: str, target: int | None = None) -> Idempotency | None:
-    """The request's Idempotency-Key, fingerprinting its body and the resource it acts on (so the
-    same key and body sent to another hold is a mismatch, not a replay of the first)."""
-    key = validate_key(request.headers.get(HEADER))
-    if key is None:
-        return None
-    body: Any = request.data if target is None else {"target": target, "body": request.data}
-    return Idempotency(key=key, scope=scope, fingerprint=request_fingerprint(scope, body))
 
 
 def _valid(serializer_class, request) -> dict:
@@ -87,9 +75,9 @@ class HoldViewSet(viewsets.ViewSet):
         tags=["holds"],
     )
     def create(self, request):
-        idempotency = _idempotency(request, "hold")
+        idempotency = request_idempotency(request, "hold")
         data = _valid(HoldCreateIn, request)
-        currency = _currency(data)
+        currency = body_currency(data)
         payee_id = recipient_id_by_username(data["to_username"]) if "to_username" in data else data.get("to_user_id")
         hold = hold_create(
             payer_id=request.user.pk,
@@ -100,7 +88,7 @@ class HoldViewSet(viewsets.ViewSet):
             memo=data["memo"],
             idempotency=idempotency,
         )
-        return _money_response(hold, hold_document(hold), status=201)
+        return money_response(hold, hold_document(hold), status=201)
 
     @extend_schema(
         summary="Holds the caller pays or is paid by, newest first",
@@ -139,7 +127,7 @@ class HoldViewSet(viewsets.ViewSet):
         tags=["holds"],
     )
     def capture(self, request, hold_id: int):
-        idempotency = _idempotency(request, "hold.capture", hold_id)
+        idempotency = request_idempotency(request, "hold.capture", hold_id)
         data = _valid(HoldCaptureIn, request)
         hold, tx = hold_capture(
             hold_id=hold_id,
@@ -157,7 +145,7 @@ class HoldViewSet(viewsets.ViewSet):
         readable = request.user.pk == hold.payer_id or request.user.is_staff
         balances = sender_balances_after(tx) if readable else None
         body.update(balances.document() if balances is not None else {"balance_after": None, "available_after": None})
-        return _money_response(tx, body)
+        return money_response(tx, body)
 
     @extend_schema(
         summary="Void a hold: release what remains (its payer, its payee, or staff who move money)",
@@ -167,10 +155,10 @@ class HoldViewSet(viewsets.ViewSet):
         tags=["holds"],
     )
     def void(self, request, hold_id: int):
-        idempotency = _idempotency(request, "hold.void", hold_id)
+        idempotency = request_idempotency(request, "hold.void", hold_id)
         _valid(EmptyIn, request)
         hold = hold_void(hold_id=hold_id, actor=request.user, idempotency=idempotency)
-        return _money_response(hold, hold_document(hold))
+        return money_response(hold, hold_document(hold))
 
 
 class WithdrawalRequestViewSet(viewsets.ViewSet):
@@ -184,18 +172,18 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
         tags=["withdrawal requests"],
     )
     def create(self, request):
-        idempotency = _idempotency(request, "withdrawal_request")
+        idempotency = request_idempotency(request, "withdrawal_request")
         data = _valid(WithdrawalRequestCreateIn, request)
         withdrawal = withdrawal_request_create(
             user_id=request.user.pk,
-            currency=_currency(data),
+            currency=body_currency(data),
             amount=data["amount"],
             address=data["address"],
             network=data.get("network", ""),
             memo=data["memo"],
             idempotency=idempotency,
         )
-        return _money_response(withdrawal, withdrawal_request_document(withdrawal), status=202)
+        return money_response(withdrawal, withdrawal_request_document(withdrawal), status=202)
 
     @extend_schema(
         summary="The caller's withdrawal requests (staff: everyone's), newest first",
@@ -231,7 +219,7 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
         tags=["withdrawal requests"],
     )
     def approve(self, request, request_id: int):
-        idempotency = _idempotency(request, "withdrawal_request.approve", request_id)
+        idempotency = request_idempotency(request, "withdrawal_request.approve", request_id)
         data = _valid(WithdrawalApproveIn, request)
         withdrawal = withdrawal_request_approve(
             request_id=request_id,
@@ -239,7 +227,7 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
             network_tx_id=data.get("network_tx_id", ""),
             idempotency=idempotency,
         )
-        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
+        return money_response(withdrawal, withdrawal_request_document(withdrawal))
 
     @extend_schema(
         summary="Reject a pending request: the hold is released (staff with permission)",
@@ -249,12 +237,12 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
         tags=["withdrawal requests"],
     )
     def reject(self, request, request_id: int):
-        idempotency = _idempotency(request, "withdrawal_request.reject", request_id)
+        idempotency = request_idempotency(request, "withdrawal_request.reject", request_id)
         data = _valid(WithdrawalRejectIn, request)
         withdrawal = withdrawal_request_reject(
             request_id=request_id, actor=request.user, reason=data["reason"], idempotency=idempotency
         )
-        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
+        return money_response(withdrawal, withdrawal_request_document(withdrawal))
 
     @extend_schema(
         summary="Cancel one's own pending request: the hold is released",
@@ -264,7 +252,7 @@ class WithdrawalRequestViewSet(viewsets.ViewSet):
         tags=["withdrawal requests"],
     )
     def cancel(self, request, request_id: int):
-        idempotency = _idempotency(request, "withdrawal_request.cancel", request_id)
+        idempotency = request_idempotency(request, "withdrawal_request.cancel", request_id)
         _valid(EmptyIn, request)
         withdrawal = withdrawal_request_cancel(request_id=request_id, actor=request.user, idempotency=idempotency)
-        return _money_response(withdrawal, withdrawal_request_document(withdrawal))
+        return money_response(withdrawal, withdrawal_request_document(withdrawal))

@@ -58,21 +58,24 @@ IDEMPOTENCY_PARAM = OpenApiParameter(
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _idempotency(request, scope: str) -> Idempotency | None:
+def request_idempotency(request, scope: str, target: int | str | None = None) -> Idempotency | None:
+    """The request's Idempotency-Key, fingerprinting its body and the resource it acts on, if any (the
+    same key and body sent to another hold or transaction is a mismatch, not a replay of the first)."""
     key = validate_key(request.headers.get(HEADER))
     if key is None:
         return None
-    return Idempotency(key=key, scope=scope, fingerprint=request_fingerprint(scope, request.data))
+    body = request.data if target is None else {"target": target, "body": request.data}
+    return Idempotency(key=key, scope=scope, fingerprint=request_fingerprint(scope, body))
 
 
-def _money_response(tx, body: dict, status: int = 200) -> Response:
+def money_response(tx, body: dict, status: int = 200) -> Response:
     headers = dict(NO_STORE)
     if getattr(tx, "replayed", False):
         headers[REPLAYED_HEADER] = "true"
     return Response(body, status=status, headers=headers)
 
 
-def _currency(data: dict):
+def body_currency(data: dict):
     currency = currency_get(currency_id=data.get("currency_id"), code=data.get("currency"))
     # Both given: they must name the same currency; no currency has that id and that code. (A schema
     # cannot say "at most one" in a way generators honour, so the pair is judged, not refused unread.)
@@ -106,13 +109,13 @@ class TransferViewSet(viewsets.ViewSet):
         tags=["transfers"],
     )
     def create(self, request):
-        idempotency = _idempotency(request, "transfer")
+        idempotency = request_idempotency(request, "transfer")
         serializer = TransferIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if data.get("from_user_id", request.user.pk) != request.user.pk:
             raise errors.Forbidden("forbidden: from_user_id must be the authenticated user")
-        currency = _currency(data)
+        currency = body_currency(data)
         if "to_username" in data:
             recipient_id = recipient_id_by_username(data["to_username"])
         else:
@@ -127,7 +130,7 @@ class TransferViewSet(viewsets.ViewSet):
             idempotency=idempotency,
             principal=unverified_principal(request.user),
         )
-        return _money_response(tx, transfer_reply(tx))
+        return money_response(tx, transfer_reply(tx))
 
 
 class TransferBatchViewSet(viewsets.ViewSet):
@@ -152,7 +155,7 @@ class TransferBatchViewSet(viewsets.ViewSet):
         tags=["transfers"],
     )
     def create(self, request):
-        idempotency = _idempotency(request, BATCH_SCOPE)
+        idempotency = request_idempotency(request, BATCH_SCOPE)
         serializer = TransferBatchIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         recipients: dict[str, int] = {}  # by username: each spelling looked up once
@@ -161,14 +164,14 @@ class TransferBatchViewSet(viewsets.ViewSet):
             for index, item in enumerate(serializer.validated_data["transfers"])
         ]
         result = transfer_batch_create(sender_id=request.user.pk, transfers=transfers, idempotency=idempotency)
-        return _money_response(result, transfer_batch_reply(result), status=201)
+        return money_response(result, transfer_batch_reply(result), status=201)
 
 
 def _batch_transfer(index: int, data: dict, recipients: dict[str, int]) -> BatchTransfer:
     """An item's currency and recipient resolved; a failure names the item."""
     currency_field = "currency" if "currency" in data else "currency_id"
     try:
-        currency = _currency(data)
+        currency = body_currency(data)
     except errors.ApiError as exc:
         raise batch_item_error(exc, index, currency_field) from exc
     if "to_username" in data:
@@ -208,11 +211,11 @@ class MovementViewSet(viewsets.ViewSet):
     permission_classes = [CanMoveMoney]
 
     def _create(self, request, service, scope: str):
-        idempotency = _idempotency(request, scope)
+        idempotency = request_idempotency(request, scope)
         serializer = MovementIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        currency = _currency(data)
+        currency = body_currency(data)
         tx = service(
             user_id=data["user_id"],
             currency=currency,
@@ -221,7 +224,7 @@ class MovementViewSet(viewsets.ViewSet):
             created_by_id=request.user.pk,
             idempotency=idempotency,
         )
-        return _money_response(tx, transaction_document(tx, currency_code=currency.code), status=201)
+        return money_response(tx, transaction_document(tx, currency_code=currency.code), status=201)
 
     @extend_schema(
         summary="Deposit into a user's wallet (staff)",
@@ -257,17 +260,8 @@ class ReversalViewSet(viewsets.ViewSet):
         tags=["staff"],
     )
     def create(self, request, tx_hash: str):
-        key = validate_key(request.headers.get(HEADER))
         # The original is part of what the key stands for: the same body against another hash is another request.
-        idempotency = (
-            None
-            if key is None
-            else Idempotency(
-                key=key,
-                scope="reversal",
-                fingerprint=request_fingerprint("reversal", {"transaction": tx_hash.lower(), "body": request.data}),
-            )
-        )
+        idempotency = request_idempotency(request, "reversal", tx_hash.lower())
         serializer = ReversalIn(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -278,7 +272,7 @@ class ReversalViewSet(viewsets.ViewSet):
             created_by_id=request.user.pk,
             idempotency=idempotency,
         )
-        return _money_response(tx, transaction_document(tx, currency_code=tx.currency.code), status=201)
+        return money_response(tx, transaction_document(tx, currency_code=tx.currency.code), status=201)
 
 
 class HistoryViewSet(viewsets.ViewSet):

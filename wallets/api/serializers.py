@@ -3,9 +3,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from wallet_project.core.cursor import DEFAULT_LIMIT, MAX_LIMIT
 from wallet_project.core.fields import StrictSerializer
-from wallet_project.core.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE
+from wallet_project.core.pagination import ListPaginationOut, PageFilter
 from wallet_project.core.params import ChoiceQuery, DateTimeQuery, FilterSerializer, IntQuery, QueryField, TextQuery
 from wallets.models import Wallet
 from wallets.selectors import WINDOW_PATTERN, parse_window, wallet_document
@@ -83,23 +82,11 @@ class WalletAtOut(WalletOut):
 # -- Statements --------------------------------------------------------------------------------------
 
 
-class CursorQuery(QueryField):
-    """An opaque cursor from a previous page's ``next_cursor``, taken as sent (an empty one is invalid)."""
+class StatementFilter(WalletCurrencyFilter, PageFilter):
+    """The currency, the window, the format, then either paging mode (PageFilter: not mixed)."""
 
-    def to_internal_value(self, data: str) -> str:
-        return data
-
-    def openapi_schema(self) -> dict[str, Any]:
-        return {"type": "string"}
-
-
-class StatementFilter(WalletCurrencyFilter):
     to = DateTimeQuery(help_text="RFC 3339, exclusive (default: now)")
     format = ChoiceQuery(choices=["json", "csv"], fallback="json", help_text="csv: every entry, streamed")
-    page = IntQuery(maximum=MAX_PAGE, help_text="1-based (default 1); not with cursor/limit")
-    page_size = IntQuery(maximum=MAX_PAGE_SIZE, help_text=f"1..{MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}")
-    cursor = CursorQuery(help_text="next_cursor of the previous page (cursor paging)")
-    limit = IntQuery(maximum=MAX_LIMIT, help_text=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT} (cursor paging)")
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()
@@ -127,17 +114,6 @@ class StatementEntryOut(serializers.Serializer):
     reverses = serializers.CharField(required=False, help_text="Only for a reversal: the hash it takes back")
 
 
-class StatementPaginationOut(serializers.Serializer):
-    """Page paging (page, page_size, total, total_pages) or cursor paging (next_cursor, has_more)."""
-
-    page = serializers.IntegerField(required=False)
-    page_size = serializers.IntegerField(required=False)
-    total = serializers.IntegerField(required=False)
-    total_pages = serializers.IntegerField(required=False)
-    next_cursor = serializers.CharField(required=False, allow_null=True)
-    has_more = serializers.BooleanField(required=False)
-
-
 class StatementOut(serializers.Serializer):
     wallet_id = serializers.IntegerField()
     currency = serializers.CharField()
@@ -149,7 +125,7 @@ class StatementOut(serializers.Serializer):
     total_out = serializers.CharField(help_text="Sum of the negative deltas, as a magnitude")
     count = serializers.IntegerField(help_text="Entries in the statement (all pages)")
     data = StatementEntryOut(many=True)  # type: ignore[assignment]  # a declared field, as DRF collects it
-    pagination = StatementPaginationOut()
+    pagination = ListPaginationOut()
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

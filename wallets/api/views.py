@@ -9,10 +9,8 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 
 from currencies.selectors import currency_get
-from wallet_project.core import errors
 from wallet_project.core.cursor import DEFAULT_LIMIT
 from wallet_project.core.exports import csv_stream_response
-from wallet_project.core.pagination import DEFAULT_PAGE_SIZE
 from wallet_project.core.permissions import ensure_owner_or_staff
 from wallet_project.core.schema import error_responses
 from wallets.api.serializers import (
@@ -131,13 +129,7 @@ class WalletStatementViewSet(viewsets.ViewSet):
         ensure_owner_or_staff(request.user, user_id)
         query = StatementFilter.parse(request.query_params)
         wallet = wallet_get(user_id=user_id, currency=_requested_currency(query))
-        cursor_params = [name for name in ("cursor", "limit") if name in query]
-        cursor_paging = bool(cursor_params)
-        if cursor_paging and ("page" in query or "page_size" in query):  # (as every list answers it)
-            raise errors.InvalidRequest(
-                f"{cursor_params[0]} cannot be combined with page or page_size",
-                errors={cursor_params[0]: ["cannot be combined with page or page_size"]},
-            )
+        cursor_paging = "cursor" in query or "limit" in query  # (mixed with page numbers: refused by the filter)
         scope = statement_scope(wallet.pk, query.get("from"), query.get("to"))
         cursor = statement_cursor_decode(query["cursor"], scope=scope) if "cursor" in query else None
         if cursor is not None:  # the window of the first page, even where it defaulted
@@ -157,7 +149,5 @@ class WalletStatementViewSet(viewsets.ViewSet):
                 limit=query.get("limit", DEFAULT_LIMIT),
             )
         else:
-            legs, pagination = statement_page(
-                statement, page=query.get("page", 1), page_size=query.get("page_size", DEFAULT_PAGE_SIZE)
-            )
+            legs, pagination = statement_page(statement, page=query["page"], page_size=query["page_size"])
         return Response(statement_document(statement, legs, pagination), headers=NO_STORE)
