@@ -9,14 +9,23 @@ from django.db import transaction
 
 from events import publisher
 from events.models import OutboxEvent
+from wallet_project.core.telemetry import inject_headers
 
 
 def outbox_insert(
     *, key: str, event_id: uuid.UUID, payload: dict, headers: dict, topic: str | None = None
 ) -> OutboxEvent:
-    """Insert the event row in the caller's transaction (see ``publish_on_commit``)."""
+    """Insert the event row in the caller's transaction (see ``publish_on_commit``).
+
+    The headers gain the W3C trace context of the request (when tracing is on), so the relay, the Kafka
+    message and the webhook deliveries continue the request's trace.
+    """
     return OutboxEvent.objects.create(
-        event_id=event_id, topic=topic or settings.KAFKA_TOPIC, key=key, payload=payload, headers=headers
+        event_id=event_id,
+        topic=topic or settings.KAFKA_TOPIC,
+        key=key,
+        payload=payload,
+        headers=inject_headers(headers),
     )
 
 
