@@ -42,7 +42,7 @@ def test_production_takes_https_only(url):
         "169.254.169.254",  # cloud metadata
         "169.254.1.1",
         "100.64.0.1",  # carrier-grade NAT
-        "0.0.0.0",
+        "0.0.0.0",  # noqa: S104 - a target refused, not a bind
         "224.0.0.1",
         "240.0.0.1",
         "255.255.255.255",
