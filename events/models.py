@@ -21,11 +21,15 @@ class OutboxEvent(models.Model):
     available_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     published_at = models.DateTimeField(null=True, blank=True)
+    # Not yet fanned out to webhook endpoints (webhooks.fanout clears it); a database default as well,
+    # for the transfer's own INSERT (transactions.sql).
+    webhooks_pending = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         db_table = "core_outboxevent"  # created by the core app before the events app owned it
         indexes = [
             models.Index(fields=["id"], condition=models.Q(state="pending"), name="outbox_pending"),
+            models.Index(fields=["id"], condition=models.Q(webhooks_pending=True), name="outbox_webhooks_pending"),
         ]
 
     def __str__(self) -> str:

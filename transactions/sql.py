@@ -104,7 +104,7 @@ HISTORY_COLUMNS = (
 )  # fmt: skip
 OUTBOX_COLUMNS = (
     "event_id", "topic", "key", "payload", "headers", "state", "attempts", "last_error", "available_at",
-    "created_at", "published_at",
+    "created_at", "published_at", "webhooks_pending",
 )  # fmt: skip
 
 WRITE_SQL = """
@@ -130,8 +130,8 @@ WITH tx AS (
     FROM tx, legs
 ), event AS (
     INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, available_at,
-        created_at, published_at)
-    SELECT %s, %s, %s, (%s || tx.id::text || %s)::jsonb, %s::jsonb, 'pending', 0, '', NULL, %s, NULL
+        created_at, published_at, webhooks_pending)
+    SELECT %s, %s, %s, (%s || tx.id::text || %s)::jsonb, %s::jsonb, 'pending', 0, '', NULL, %s, NULL, TRUE
     FROM tx
     RETURNING id
 )

@@ -24,6 +24,7 @@ urlpatterns = [
     path("", include("transactions.api.urls")),
     path("", include("holds.api.urls")),
     path("", include("audit.api.urls")),
+    path("", include("webhooks.api.urls")),
     path("openapi.json", SpectacularJSONAPIView.as_view(), name="schema"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema-alias"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

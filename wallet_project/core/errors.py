@@ -283,6 +283,30 @@ class ReversalExceedsOriginal(ApiError):
     default_message = "reversals would exceed the original transaction's amount"
 
 
+class WebhookNotFound(ApiError):
+    status_code = 404
+    code = "WEBHOOK_NOT_FOUND"
+    default_message = "webhook endpoint not found"
+
+
+class WebhookDeliveryNotFound(ApiError):
+    status_code = 404
+    code = "WEBHOOK_DELIVERY_NOT_FOUND"
+    default_message = "webhook delivery not found"
+
+
+class WebhookTargetForbidden(ApiError):
+    status_code = 400
+    code = "WEBHOOK_TARGET_FORBIDDEN"
+    default_message = "webhook URL refused"
+
+
+class WebhookLimitReached(ApiError):
+    status_code = 409
+    code = "WEBHOOK_LIMIT_REACHED"
+    default_message = "too many webhook endpoints"
+
+
 class ServiceUnavailable(ApiError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "holds",
     "audit",
     "events",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -291,6 +292,35 @@ KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_TOPIC_REPLICATION = env.int("KAFKA_TOPIC_REPLICATION", default=1)
 # How long the producer keeps retrying a message before reporting it failed (the relay then takes over).
 KAFKA_DELIVERY_TIMEOUT_MS = env.int("KAFKA_DELIVERY_TIMEOUT_MS", default=10000)
+
+# webhook.endpoint_disabled (webhooks app): the webhooks' own events, for staff endpoints and consumers.
+KAFKA_WEBHOOK_EVENTS_TOPIC = env.str("KAFKA_WEBHOOK_EVENTS_TOPIC", default="webhook.events")
+
+# --- Webhooks (docs/webhooks.md) -------------------------------------------------------------
+# http and loopback/private targets: local development and tests only. Production: https to public addresses.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=5.0)
+# The whole attempt: resolving, connecting, sending, the response and the part of its body that is read.
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=15.0)
+# A worker's claim on a delivery it is sending; a killed worker's delivery is taken again after it.
+WEBHOOK_LEASE_SECONDS = env.float("WEBHOOK_LEASE_SECONDS", default=60.0)
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=256 * 1024)
+WEBHOOK_MAX_RESPONSE_BYTES = env.int("WEBHOOK_MAX_RESPONSE_BYTES", default=4096)
+WEBHOOK_SECRET_GRACE_SECONDS = env.int("WEBHOOK_SECRET_GRACE_SECONDS", default=24 * 3600)
+# Seconds to wait after the 1st, 2nd ... failure (the last repeats), each ±20 %; until the horizon.
+WEBHOOK_RETRY_SCHEDULE = [
+    float(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000"])
+]
+WEBHOOK_RETRY_HORIZON_SECONDS = env.float("WEBHOOK_RETRY_HORIZON_SECONDS", default=3 * 24 * 3600)
+WEBHOOK_DISABLE_AFTER_FAILURES = env.int("WEBHOOK_DISABLE_AFTER_FAILURES", default=5)
+WEBHOOK_MAX_ENDPOINTS_PER_USER = env.int("WEBHOOK_MAX_ENDPOINTS_PER_USER", default=10)
+# Encrypts the stored signing secrets (HKDF-derived Fernet key); SECRET_KEY when unset.
+WEBHOOK_SECRET_KEY = env.str("WEBHOOK_SECRET_KEY", default="")
+if not WEBHOOK_RETRY_SCHEDULE or min(WEBHOOK_RETRY_SCHEDULE) <= 0:
+    raise ImproperlyConfigured("WEBHOOK_RETRY_SCHEDULE must list positive numbers of seconds")
+if WEBHOOK_LEASE_SECONDS <= WEBHOOK_TIMEOUT_SECONDS:
+    # Else a slow but live attempt could lose its lease and the delivery go out twice at once.
+    raise ImproperlyConfigured("WEBHOOK_LEASE_SECONDS must be longer than WEBHOOK_TIMEOUT_SECONDS")
 
 # --- Rate limiting (django-ratelimit) ---------------------------------------------------------
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
