@@ -44,6 +44,15 @@ def on_starting(server):
                 os.remove(os.path.join(directory, name))
 
 
+# OpenTelemetry in each worker, after the fork: the SDK's export thread must belong to the worker (the
+# wsgi module calls the same function; whichever comes first sets it up, once per process).
+def post_fork(server, worker):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings.base")
+    from wallet_project.core.telemetry import configure
+
+    configure()
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -10,6 +10,10 @@ An event reaches Kafka by one of two paths (docs/events.md):
 
 Delivery is at least once: a row may be published by both paths, and consumers deduplicate on
 ``event_id``.
+
+With OpenTelemetry on, each produce is a PRODUCER span (``produce_span``) under the trace context the
+row was written in, and the message's ``traceparent`` header is that span's, so a consumer continues the
+request's trace; off, the message carries the row's headers as they are.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -29,8 +34,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models.functions import Now
+from opentelemetry.trace import Span, SpanKind
 
 from events.models import OutboxEvent
+from wallet_project.core.telemetry import inject_headers, span_from_headers
 
 logger = logging.getLogger("wallet.outbox")
 kafka_logger = logging.getLogger("wallet.kafka")
@@ -62,9 +69,31 @@ def producer_config(*, bootstrap: str, delivery_timeout_ms: int | None = None, *
     }
 
 
+@contextmanager
+def produce_span(event: OutboxEvent) -> Iterator[Span]:
+    """The PRODUCER span of one produce of ``event``, child of the context stored in its row's headers."""
+    with span_from_headers(f"send {event.topic}", event.headers, kind=SpanKind.PRODUCER) as span:
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.operation.name": "send",
+                    "messaging.destination.name": event.topic,
+                    "messaging.message.id": str(event.event_id),
+                    "messaging.kafka.message.key": event.key,
+                }
+            )
+        yield span
+
+
 def message_for(event: OutboxEvent) -> dict:
-    """``Producer.produce`` arguments for an outbox row: key = transaction hash, value = JSON payload."""
-    headers = {str(name): str(value) for name, value in (event.headers or {}).items() if value is not None}
+    """``Producer.produce`` arguments for an outbox row: key = transaction hash, value = JSON payload.
+
+    Inside ``produce_span`` the ``traceparent`` header is the produce span's; elsewhere the row's.
+    """
+    row_headers = {str(name): str(value) for name, value in (event.headers or {}).items() if value is not None}
+    headers = inject_headers(row_headers)
     headers["event_id"] = str(event.event_id)
     headers.setdefault("trace_id", str(event.payload.get("trace_id") or ""))
     return {
@@ -147,7 +176,8 @@ class _ProcessPublisher:
             with self._topics_lock:
                 self._topics.add(event.topic)
         try:
-            self.producer.produce(**message_for(event), on_delivery=partial(self._on_delivery, event.pk))
+            with produce_span(event):
+                self.producer.produce(**message_for(event), on_delivery=partial(self._on_delivery, event.pk))
         except BufferError:
             logger.warning("kafka queue full; the relay will publish it", extra={"event_id": str(event.event_id)})
 

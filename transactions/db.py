@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from psycopg.types.numeric import Int8
+
+from wallet_project.core.telemetry import server_binding_cursor
 
 
 def prepared_cursor() -> CursorWrapper:
@@ -26,8 +27,9 @@ def prepared_cursor() -> CursorWrapper:
         return connection.cursor()
     with connection.wrap_database_errors:
         # As BaseDatabaseWrapper._cursor does, with psycopg's server-binding cursor in place of the ORM's
-        # (_prepare_cursor is private: django-stubs leaves it out).
-        return connection._prepare_cursor(psycopg.Cursor(connection.connection))  # type: ignore[attr-defined]
+        # (traced when tracing is on; _prepare_cursor is private: django-stubs leaves it out).
+        cursor = server_binding_cursor(connection.connection)
+        return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
 
 
 def int8(value: int | None) -> Int8 | None:

@@ -44,6 +44,7 @@ from transactions.selectors import BalancesAfter, sender_balances_after, transac
 from transactions.sql import LockedRow
 from wallet_project.core import errors
 from wallet_project.core.principal import Principal, principal_account_valid
+from wallet_project.core.telemetry import inject_headers
 from wallet_project.core.tracing import current_trace_id
 from wallets.models import Wallet
 
@@ -246,7 +247,9 @@ def _prepare(
         event=event,
         payload_head=head,
         payload_tail=tail,
-        headers={"event_id": str(event_id), "trace_id": trace_id},
+        # With tracing on, the request's traceparent too: the hot path's single INSERT writes these headers
+        # itself (sql.write_movement), so outbox_insert's own injection never sees them.
+        headers=inject_headers({"event_id": str(event_id), "trace_id": trace_id}),
     )
 
 

@@ -2,7 +2,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from wallet_project.core.telemetry import configure
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wallet_project.settings.base")
+# Before the application loads its middleware: the Django instrumentation adds its own in front.
+configure()
 application = get_asgi_application()
 
 # ASGI servers run no system checks: the ones that forbid serving are enforced here.

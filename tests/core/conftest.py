@@ -1,6 +1,7 @@
 import pytest
 
 from tests.ledger import flushable_append_only_tables
+from tests.otel import spans  # noqa: F401 - the fixture, for the tracing tests
 
 
 @pytest.fixture(scope="session", autouse=True)

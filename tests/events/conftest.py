@@ -28,6 +28,7 @@ from django.test import override_settings
 
 from events import publisher
 from tests.ledger import flushable_append_only_tables
+from tests.otel import spans  # noqa: F401 - the fixture, for the tracing tests
 
 ROOT = Path(__file__).resolve().parents[2]
 # Short enough that a stalled broker fails deliveries quickly; the relay then takes over.

@@ -1,4 +1,10 @@
-"""Request tracing: every request carries a trace id from the edge to logs, errors and Kafka headers."""
+"""Request tracing: every request carries a trace id from the edge to logs, errors and Kafka headers.
+
+The trace id is the client's ``X-Trace-ID`` when it sends a well-formed one; otherwise, with
+OpenTelemetry on, the request span's trace id (32 hex digits, the id a trace backend shows), and with
+it off a random one of the same form. Log records made under a span also carry its ``span_id`` (and
+``otel_trace_id`` when the client's own id differs from the OpenTelemetry trace id).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
+from opentelemetry import trace
+from opentelemetry.trace import format_span_id, format_trace_id
 
 TRACE_HEADER = "X-Trace-ID"
 # A client's own id is kept when it is 1-128 visible ASCII characters (no spaces, no control characters),
@@ -38,6 +46,12 @@ class TraceIdLogFilter(logging.Filter):
             # django.request logs 4xx/5xx after the middleware chain has returned (and the context
             # variable is reset); such records carry the request, which knows its trace id.
             record.trace_id = current_trace_id() or getattr(getattr(record, "request", None), "trace_id", "")
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.span_id = format_span_id(span_context.span_id)
+            otel_trace_id = format_trace_id(span_context.trace_id)
+            if otel_trace_id != getattr(record, "trace_id", ""):
+                record.otel_trace_id = otel_trace_id
         return True
 
 
@@ -49,7 +63,15 @@ class TraceIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get(TRACE_HEADER, "")
-        trace_id = incoming if _WELL_FORMED.fullmatch(incoming) else new_trace_id()
+        span = trace.get_current_span()  # the request span when OpenTelemetry is on, else the invalid span
+        if _WELL_FORMED.fullmatch(incoming):
+            trace_id = incoming
+            if span.is_recording():
+                span.set_attribute("wallet.trace_id", trace_id)  # find a trace by the client's own id
+        elif span.get_span_context().is_valid:
+            trace_id = format_trace_id(span.get_span_context().trace_id)
+        else:
+            trace_id = new_trace_id()
         token = _trace_id.set(trace_id)
         request.trace_id = trace_id  # type: ignore[attr-defined]  # an attribute of our own on the request
         started = time.perf_counter()

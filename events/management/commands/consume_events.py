@@ -16,9 +16,11 @@ from typing import cast
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from opentelemetry.trace import SpanKind
 
 from events.publisher import kafka_logger
 from events.schemas import event_problems, wallet_event_problems
+from wallet_project.core.telemetry import span_from_headers
 
 
 class Command(BaseCommand):
@@ -87,17 +89,30 @@ class Command(BaseCommand):
                 # A consumed message's headers are (name, bytes) pairs; the stub's type is produce()'s argument's.
                 raw_headers = cast("list[tuple[str, bytes | None]]", msg.headers() or [])
                 headers = {name: (value or b"").decode(errors="replace") for name, value in raw_headers}
-                if check:
-                    problems = problems_of(key=msg.key(), headers=headers, value=msg.value())
-                    if problems:
-                        malformed += 1
-                        self.stderr.write(
-                            json.dumps({"partition": msg.partition(), "offset": msg.offset(), "problems": problems})
+                # The message's traceparent (the produce span's) makes this a step of the request's trace.
+                with span_from_headers(f"process {topic}", headers, kind=SpanKind.CONSUMER) as span:
+                    if span.is_recording():
+                        span.set_attributes(
+                            {
+                                "messaging.system": "kafka",
+                                "messaging.operation.type": "process",
+                                "messaging.destination.name": topic,
+                                "messaging.destination.partition.id": str(msg.partition()),
+                                "messaging.kafka.offset": msg.offset() or 0,
+                                "messaging.message.id": headers.get("event_id", ""),
+                            }
                         )
-                    else:
-                        event_ids.add(headers["event_id"])
-                    continue
-                self.stdout.write(json.dumps(_as_document(msg, headers)))
+                    if check:
+                        problems = problems_of(key=msg.key(), headers=headers, value=msg.value())
+                        if problems:
+                            malformed += 1
+                            self.stderr.write(
+                                json.dumps({"partition": msg.partition(), "offset": msg.offset(), "problems": problems})
+                            )
+                        else:
+                            event_ids.add(headers["event_id"])
+                        continue
+                    self.stdout.write(json.dumps(_as_document(msg, headers)))
         finally:
             consumer.close()
         if check:

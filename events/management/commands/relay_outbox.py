@@ -34,6 +34,7 @@ from events.publisher import (
     delivery_error_text,
     ensure_topic,
     message_for,
+    produce_span,
     producer_config,
 )
 
@@ -140,7 +141,8 @@ class Relay:
         producer = self._producer()
         for row in rows:
             try:
-                producer.produce(**message_for(row), on_delivery=partial(on_delivery, row.pk))
+                with produce_span(row):
+                    producer.produce(**message_for(row), on_delivery=partial(on_delivery, row.pk))
             except (BufferError, KafkaException) as exc:
                 errors[row.pk] = repr(exc)
         remaining = producer.flush(self.delivery_timeout_ms / 1000 + FLUSH_SLACK_S)
