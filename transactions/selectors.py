@@ -320,13 +320,16 @@ class DailyMovement(NamedTuple):
     amount: Decimal
 
 
-def movements_by_day(*, since: datetime) -> list[DailyMovement]:
-    """Per UTC day (``TIME_ZONE``), currency and type since ``since``: how many and how much.
+def movements_by_day(*, since: datetime, until: datetime | None = None) -> list[DailyMovement]:
+    """Per day (``TIME_ZONE``), currency and type in ``[since, until)``: how many and how much.
 
-    One range scan of ``tx_created_at``, an index that carries the grouped columns (no table visit).
+    A range of ``tx_created_at``, an index that carries the grouped and summed columns.
     """
+    qs = Transaction.objects.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
     rows = (
-        Transaction.objects.filter(created_at__gte=since)
+        qs
         .annotate(day=TruncDate("created_at"))
         .values_list("day", "currency_id", "type")
         .annotate(count=Count("id"), total=MoneySum("amount"))
