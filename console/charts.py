@@ -50,7 +50,7 @@ class Chart:
     baseline: int
     scale_label: str
     bars: list[Bar]
-    labels: list[tuple[float, str]]  # (x, text) under the axis
+    labels: list[tuple[float, str, str]]  # (x, text, text-anchor) under the axis
     total: str
     count: int
 
@@ -89,11 +89,14 @@ def daily_chart(
             title = f"{day.isoformat()} {kind}: {format_amount(amount)} {code}"
             segments.append(Segment(kind, round(x, 2), round(y, 2), round(bar_width, 2), round(height, 2), title))
         bars.append(Bar(day, day_url(day), format_amount(totals[day]), counts.get(day, 0), segments))
+    # First and last dates anchored inside the plot, so neither is cut at the edge.
+    ends = {0: ("start", float(LEFT)), len(days) - 1: ("end", float(WIDTH - RIGHT))}
     labels = [
-        (round(LEFT + index * slot + slot / 2, 2), days[index].strftime("%d %b"))
+        (ends.get(index, ("middle", 0.0))[1] or round(LEFT + index * slot + slot / 2, 2),
+         days[index].strftime("%d %b"), ends.get(index, ("middle", 0.0))[0])
         for index in sorted({0, len(days) // 2, len(days) - 1})
         if days
-    ]
+    ]  # fmt: skip
     return Chart(
         code=code,
         width=WIDTH,
