@@ -329,8 +329,7 @@ def movements_by_day(*, since: datetime, until: datetime | None = None) -> list[
     if until is not None:
         qs = qs.filter(created_at__lt=until)
     rows = (
-        qs
-        .annotate(day=TruncDate("created_at"))
+        qs.annotate(day=TruncDate("created_at"))
         .values_list("day", "currency_id", "type")
         .annotate(count=Count("id"), total=MoneySum("amount"))
         .order_by("day", "currency_id", "type")

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ledger(user_factory):
     alice, bob = user_factory(balance=100), user_factory(balance=50)
-    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=Currency.objects.get(code="USDT"), amount=Decimal("12.5"))
+    usdt = Currency.objects.get(code="USDT")
+    transfer_create(sender_id=alice.pk, recipient_id=bob.pk, currency=usdt, amount=Decimal("12.5"))
     return alice, bob
 
 

@@ -77,7 +77,9 @@ def test_a_forged_checkpoint_and_a_failed_reconcile_show_as_alerts(seeded, user_
     with connection.cursor() as cursor:  # as an attacker with database access would (triggers off)
         cursor.execute("SET session_replication_role = replica")
         cursor.execute("UPDATE audit_checkpoint SET signature = repeat('0', 128)")
-        cursor.execute("UPDATE wallets_wallet SET balance = balance + 1 WHERE id = (SELECT min(id) FROM wallets_wallet)")
+        cursor.execute(
+            "UPDATE wallets_wallet SET balance = balance + 1 WHERE id = (SELECT min(id) FROM wallets_wallet)"
+        )
         cursor.execute("SET session_replication_role = origin")
     with pytest.raises(CommandError):
         call_command("reconcile", stdout=StringIO())

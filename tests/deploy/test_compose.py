@@ -79,7 +79,8 @@ def test_app_services_run_the_one_image_built_from_the_dockerfile(stack):
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["relay"]["command"] == ["python", "manage.py", "relay_outbox"]
     assert services["expire-holds"]["command"] == ["python", "manage.py", "expire_holds"]
-    assert services["reconcile-worker"]["command"] == ["python", "manage.py", "reconcile", "--queued", "--interval", "10"]
+    worker = ["python", "manage.py", "reconcile", "--queued", "--interval", "10"]
+    assert services["reconcile-worker"]["command"] == worker
 
 
 def test_start_order_waits_for_health_and_for_the_migration(stack):

@@ -32,7 +32,7 @@ SHOTS = ROOT / "screenshots"
 def api(base: str, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict | list:
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{base}{path}", data=data, headers=headers, method=method)
+    request = urllib.request.Request(f"{base}{path}", data=data, headers=headers, method=method)  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the live server on loopback
         return json.loads(response.read())
 
