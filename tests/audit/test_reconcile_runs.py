@@ -68,7 +68,9 @@ def test_an_unreadable_checkpoint_file_is_recorded_as_an_error(ledger, tmp_path)
     assert run.scope == {"verify_receipts": False, "checkpoint_file": str(bad)}
 
 
-@pytest.mark.django_db(transaction=True)  # the worker closes its connections, as in production
+@pytest.mark.django_db(
+    transaction=True, serialized_rollback=True
+)  # the worker closes its connections, as in production
 def test_the_worker_runs_what_the_console_queued_then_exits(ledger):
     staff = UserFactory(is_staff=True)
     first = reconcile_run_queue(requested_by_id=staff.pk)
@@ -105,7 +107,7 @@ def test_the_console_button_queues_a_run_only_with_the_permission(ledger):
     assert client.post(f"/admin/audit/reconcilerun/{run.pk}/delete/", {"post": "yes"}).status_code == 403
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_workers_never_claim_the_same_run(user_factory):
     staff = UserFactory(is_staff=True)
     queued = {reconcile_run_queue(requested_by_id=staff.pk).pk for _ in range(3)}

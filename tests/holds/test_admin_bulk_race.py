@@ -28,7 +28,7 @@ def approver(name: str):
     return user
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_staff_bulk_approving_the_same_requests_approve_each_once(user_factory, usdt):
     owners = [user_factory(balance=100) for _ in range(3)]
     requests = [
