@@ -102,3 +102,63 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"checkpoint {self.pk} @ tx {self.last_transaction_id}"
+
+
+class ReconcileRun(models.Model):
+    """One run of ``reconcile``: what it checked, when, and what it found, for the auditor's history.
+
+    The command writes one for every run it makes (``trigger=command``); the console's button queues
+    one (``state=queued``, ``trigger=console``) for the worker (``reconcile --queued``) to claim. Rows
+    change only through ``audit.services`` and are read-only in the admin.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+
+    class Outcome(models.TextChoices):
+        PASS = "pass"  # noqa: S105 - an outcome, not a password
+        FAIL = "fail"
+        ERROR = "error"  # the run could not finish (a checkpoint file unreadable, a database error)
+
+    class Trigger(models.TextChoices):
+        COMMAND = "command"
+        CONSOLE = "console"
+
+    state = models.CharField(max_length=16, choices=State.choices)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, default="")
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # What was checked: {"verify_receipts": bool, "checkpoint_file": str | null}.
+    scope = models.JSONField(default=dict)
+    queued_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    mismatch_count = models.BigIntegerField(default=0)
+    # Per check: name, rows checked, mismatches; the failing checks' examples (reconcile keeps at most
+    # MAX_EXAMPLES per check, so the column stays small whatever the ledger's size).
+    checks = models.JSONField(default=list)
+    mismatches = models.JSONField(default=dict)
+    supply = models.JSONField(default=dict)
+    checkpoints = models.JSONField(default=dict)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        permissions = [("queue_reconcilerun", "Can queue a reconcile run from the console")]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(state="done") & ~Q(outcome="")) | (~Q(state="done") & Q(outcome="")),
+                name="reconcile_run_outcome_when_done",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["queued_at"], name="reconcile_run_queued", condition=Q(state="queued")),
+            models.Index(fields=["-finished_at"], name="reconcile_run_finished", condition=Q(state="done")),
+        ]
+
+    def __str__(self) -> str:
+        return f"reconcile run {self.pk} ({self.outcome or self.state})"

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
-from audit.models import BalanceHistory
+from audit.models import BalanceHistory, Checkpoint, ReconcileRun
+from audit.signed import verify_signed
 from currencies.money import format_amount
 from wallet_project.core import errors
 
@@ -65,3 +67,31 @@ def balance_history_document(entry: BalanceHistory) -> dict:
         "entry_hash": entry.entry_hash,
         "created_at": entry.created_at.isoformat().replace("+00:00", "Z"),
     }
+
+
+def reconcile_run_latest() -> ReconcileRun | None:
+    """The most recently finished run (any outcome)."""
+    return ReconcileRun.objects.filter(state=ReconcileRun.State.DONE).order_by("-finished_at", "-id").first()
+
+
+def reconcile_runs_waiting() -> int:
+    """Runs queued or running: the console says one is on its way rather than offering another."""
+    return ReconcileRun.objects.exclude(state=ReconcileRun.State.DONE).count()
+
+
+class CheckpointStatus(NamedTuple):
+    checkpoint: Checkpoint
+    signature_valid: bool
+
+
+def checkpoint_status(checkpoint: Checkpoint) -> CheckpointStatus:
+    """Whether the row's payload verifies under a trusted receipt key (``audit.signed``, as reconcile reads it)."""
+    return CheckpointStatus(
+        checkpoint, verify_signed(checkpoint.payload, checkpoint.signature, checkpoint.key_id) is not None
+    )
+
+
+def checkpoint_latest() -> CheckpointStatus | None:
+    """The newest checkpoint row and its signature status (newest by id: the console shows what was written last)."""
+    checkpoint = Checkpoint.objects.order_by("-id").first()
+    return None if checkpoint is None else checkpoint_status(checkpoint)

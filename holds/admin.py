@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.db import DatabaseError
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, F, IntegerField, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -70,6 +72,95 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
             case Hold.Status.CAPTURED | Hold.Status.VOIDED as status:
                 return queryset.filter(status=status)
         return queryset
+
+
+class AgeFilter(admin.SimpleListFilter):
+    """How long ago the row was created, in the buckets an operator triages by."""
+
+    title = "age"
+    parameter_name = "age"
+    BUCKETS = {
+        "lt1h": (None, timedelta(hours=1)),
+        "1h-24h": (timedelta(hours=1), timedelta(hours=24)),
+        "1d-7d": (timedelta(days=1), timedelta(days=7)),
+        "gt7d": (timedelta(days=7), None),
+    }
+
+    def lookups(self, request, model_admin):
+        return [
+            ("lt1h", "under 1 hour"),
+            ("1h-24h", "1 to 24 hours"),
+            ("1d-7d", "1 to 7 days"),
+            ("gt7d", "over 7 days"),
+        ]
+
+    def queryset(self, request, queryset):
+        bucket = self.BUCKETS.get(self.value() or "")
+        if bucket is None:
+            return queryset
+        now = timezone.now()
+        younger, older = bucket
+        if younger is not None:
+            queryset = queryset.filter(created_at__lte=now - younger)
+        if older is not None:
+            queryset = queryset.filter(created_at__gt=now - older)
+        return queryset
+
+
+class UserFilter(admin.SimpleListFilter):
+    """By the user a row belongs to: the choices are the users with the most rows the other filters leave
+    (at most ``LIMIT``); any user's id works in the URL (``?user=<id>``), as the dashboard's links use."""
+
+    title = "user"
+    parameter_name = "user"
+    field = "user"
+    LIMIT = 15
+
+    def lookups(self, request, model_admin):
+        # The busiest owners among the pending rows (requests) / active ones (holds): who needs attention.
+        rows = (
+            model_admin.get_queryset(request)
+            .filter(status="pending" if model_admin.model is WithdrawalRequest else Hold.Status.ACTIVE)
+            .values_list(f"{self.field}_id", f"{self.field}__username")
+            .annotate(count=Count("id"))
+            .order_by("-count", f"{self.field}__username")[: self.LIMIT]
+        )
+        lookups = [(str(pk), f"{username} ({count})") for pk, username, count in rows]
+        value = self.value()
+        if value and value not in {pk for pk, _ in lookups}:
+            lookups.append((value, f"user {value}"))
+        return lookups
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(**{f"{self.field}_id": int(value)})
+
+
+class PayerFilter(UserFilter):
+    title = "payer"
+    parameter_name = "payer"
+    field = "payer"
+
+
+class ExpiringFilter(admin.SimpleListFilter):
+    """Active holds about to expire (the dashboard's "expiring soon": ``HOLDS_EXPIRING_SOON_MINUTES``)."""
+
+    title = "expiring"
+    parameter_name = "expiring"
+
+    def lookups(self, request, model_admin):
+        return [("soon", f"within {settings.HOLDS_EXPIRING_SOON_MINUTES} min")]
+
+    def queryset(self, request, queryset):
+        if self.value() != "soon":
+            return queryset
+        now = timezone.now()
+        soon = now + timedelta(minutes=settings.HOLDS_EXPIRING_SOON_MINUTES)
+        return queryset.filter(status=Hold.Status.ACTIVE, expires_at__gt=now, expires_at__lte=soon)
 
 
 class KindFilter(admin.SimpleListFilter):
@@ -139,7 +230,7 @@ class HoldAdmin(UidSearchMixin, ReadOnlyAdmin):
         "expires_at",
         "created_at",
     ]
-    list_filter = [EffectiveStatusFilter, KindFilter, "currency", "created_at"]
+    list_filter = [EffectiveStatusFilter, ExpiringFilter, KindFilter, "currency", AgeFilter, PayerFilter, "created_at"]
     search_fields = ["=payer__username", "=payee__username"]
     search_help_text = "A hold's uid, or the exact username of its payer or payee."
     list_select_related = ["payer", "payee", "currency"]
@@ -248,7 +339,7 @@ class WithdrawalRequestAdmin(UidSearchMixin, ReadOnlyAdmin):
         "decided_by",
         "decided_at",
     ]
-    list_filter = ["status", "currency", "created_at"]
+    list_filter = ["status", "currency", AgeFilter, UserFilter, "created_at"]
     search_fields = ["=address", "=user__username"]
     search_help_text = "A request's uid, the exact destination address, or the owner's exact username."
     list_select_related = ["user", "currency", "decided_by"]

@@ -6,11 +6,12 @@ Status filters read the effective status (``Hold.effective_status``): an ``activ
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.contrib.auth.models import AbstractUser
-from django.db.models import Q, QuerySet
+from django.db.models import DecimalField, Q, QuerySet, Value
 from django.utils import timezone
 
 from holds.models import Hold, WithdrawalRequest
@@ -97,3 +98,42 @@ def withdrawal_request_list(
     if status is not None:
         qs = qs.filter(status=status)
     return qs.order_by("-id")
+
+
+class CurrencyHolds(NamedTuple):
+    """Per currency: how many holds (or requests), what they reserve, and the earliest time that matters."""
+
+    currency_id: int
+    item_count: int
+    amount: Decimal
+    first_at: datetime | None
+
+
+def _by_currency(rows: QuerySet, *, at: str) -> list[CurrencyHolds]:
+    # Added up here, not in SQL: money arithmetic stays exact on SQLite too (currencies.money_field).
+    totals: dict[int, CurrencyHolds] = {}
+    for currency_id, amount, captured, when in rows.values_list("currency_id", "amount", "captured", at):
+        seen = totals.get(currency_id, CurrencyHolds(currency_id, 0, Decimal(0), None))
+        first = when if seen.first_at is None or when < seen.first_at else seen.first_at
+        totals[currency_id] = CurrencyHolds(currency_id, seen.item_count + 1, seen.amount + amount - captured, first)
+    return sorted(totals.values())
+
+
+def held_expired_by_currency(*, now: datetime) -> list[CurrencyHolds]:
+    """Holds past their expiry whose release is not recorded yet: still in ``held``, no longer spendable-off."""
+    rows = Hold.objects.filter(status=Hold.Status.ACTIVE, expires_at__lte=now)
+    return _by_currency(rows, at="expires_at")
+
+
+def holds_expiring_by_currency(*, now: datetime, within: timedelta) -> list[CurrencyHolds]:
+    """Active holds that expire in ``(now, now + within]`` (the partial index on active holds' expiry)."""
+    rows = Hold.objects.filter(status=Hold.Status.ACTIVE, expires_at__gt=now, expires_at__lte=now + within)
+    return _by_currency(rows, at="expires_at")
+
+
+def withdrawal_requests_pending_by_currency() -> list[CurrencyHolds]:
+    """The approval queue per currency: pending requests, the amount they hold, the oldest's time."""
+    rows = WithdrawalRequest.objects.filter(status=WithdrawalRequest.Status.PENDING).annotate(
+        captured=Value(Decimal(0), output_field=DecimalField())
+    )
+    return _by_currency(rows, at="created_at")

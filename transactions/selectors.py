@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from decimal import Decimal
 from string import hexdigits
 from typing import NamedTuple
@@ -8,11 +9,13 @@ from typing import NamedTuple
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
 
 from audit.models import BalanceHistory
 from audit.receipts import canonical_transaction
 from currencies.money import format_amount
+from currencies.money_field import MoneySum
 from transactions import sql
 from transactions.events import reversed_hash, transaction_document
 from transactions.models import Transaction
@@ -305,3 +308,49 @@ def receipt_document(tx: Transaction, *, viewer: AbstractUser | AnonymousUser | 
             reverses=reverses,
         ).decode()
     return document
+
+
+class DailyMovement(NamedTuple):
+    """One day's movements of one type in one currency (the console's chart and "today" figures)."""
+
+    day: date
+    currency_id: int
+    type: str
+    transaction_count: int
+    amount: Decimal
+
+
+def movements_by_day(*, since: datetime, until: datetime | None = None) -> list[DailyMovement]:
+    """Per day (``TIME_ZONE``), currency and type in ``[since, until)``: how many and how much.
+
+    A range of ``tx_created_at``, an index that carries the grouped and summed columns.
+    """
+    qs = Transaction.objects.filter(created_at__gte=since)
+    if until is not None:
+        qs = qs.filter(created_at__lt=until)
+    rows = (
+        qs.annotate(day=TruncDate("created_at"))
+        .values_list("day", "currency_id", "type")
+        .annotate(count=Count("id"), total=MoneySum("amount"))
+        .order_by("day", "currency_id", "type")
+    )
+    return [
+        DailyMovement(day, currency_id, kind, count, total or Decimal(0))
+        for day, currency_id, kind, count, total in rows
+    ]
+
+
+class MovementTotal(NamedTuple):
+    currency_id: int
+    type: str
+    transaction_count: int
+    amount: Decimal
+
+
+def movements_since(*, since: datetime, types: Sequence[str] | None = None) -> list[MovementTotal]:
+    """Per currency and type, the movements created at or after ``since`` (a rolling window)."""
+    qs = Transaction.objects.filter(created_at__gte=since)
+    if types is not None:
+        qs = qs.filter(type__in=types)
+    rows = qs.values_list("currency_id", "type").annotate(count=Count("id"), total=MoneySum("amount")).order_by()
+    return [MovementTotal(currency_id, kind, count, total or Decimal(0)) for currency_id, kind, count, total in rows]

@@ -440,3 +440,26 @@ def statement_filename(statement: Statement) -> str:
 
     wallet = statement.wallet
     return f"statement-{wallet.user_id}-{wallet.currency.code}-{stamp(statement.start)}-{stamp(statement.end)}.csv"
+
+
+class CurrencySupply(NamedTuple):
+    """Per currency, what its wallets hold in all: ``balance`` and the recorded ``held`` (as reconcile sums them)."""
+
+    currency_id: int
+    code: str
+    balances: Decimal
+    held: Decimal
+
+
+def supply_by_currency() -> list[CurrencySupply]:
+    """Every currency with the sum of its wallets' balances and ``held`` (zero without wallets), by id."""
+    sums = {
+        currency_id: (balances or Decimal(0), held or Decimal(0))
+        for currency_id, balances, held in Wallet.objects.values_list("currency_id")
+        .annotate(balances=MoneySum("balance"), held=MoneySum("held"))
+        .order_by()
+    }
+    return [
+        CurrencySupply(pk, code, *sums.get(pk, (Decimal(0), Decimal(0))))
+        for pk, code in Currency.objects.order_by("id").values_list("id", "code")
+    ]

@@ -14,7 +14,7 @@ import pytest
 
 from tests.deploy import support
 
-APP_SERVICES = ("migrate", "api", "relay", "expire-holds", "deliver-webhooks")
+APP_SERVICES = ("migrate", "api", "relay", "expire-holds", "deliver-webhooks", "reconcile-worker")
 SECRETS = ("SECRET_KEY", "JWT_SECRET", "RECEIPT_SIGNING_KEY", "POSTGRES_PASSWORD")
 
 
@@ -80,6 +80,8 @@ def test_app_services_run_the_one_image_built_from_the_dockerfile(stack):
     assert services["relay"]["command"] == ["python", "manage.py", "relay_outbox"]
     assert services["expire-holds"]["command"] == ["python", "manage.py", "expire_holds"]
     assert services["deliver-webhooks"]["command"] == ["python", "manage.py", "deliver_webhooks"]
+    worker = ["python", "manage.py", "reconcile", "--queued", "--interval", "10"]
+    assert services["reconcile-worker"]["command"] == worker
 
 
 def test_start_order_waits_for_health_and_for_the_migration(stack):
@@ -89,7 +91,7 @@ def test_start_order_waits_for_health_and_for_the_migration(stack):
             assert spec.get("condition") in ("service_healthy", "service_completed_successfully"), (name, dependency)
             assert dependency in services
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("api", "relay", "expire-holds", "deliver-webhooks"):
+    for name in ("api", "relay", "expire-holds", "deliver-webhooks", "reconcile-worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["redis"]["condition"] == "service_healthy"

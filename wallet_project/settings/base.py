@@ -58,7 +58,7 @@ CORS_ALLOW_HEADERS = (
 )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin, with the ops console as its site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "audit",
     "events",
     "webhooks",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -274,6 +275,10 @@ if RECEIPT_SIGNING_KEY and (
     raise ImproperlyConfigured("RECEIPT_SIGNING_KEY must be 64 hex characters (a 32-byte Ed25519 seed)")
 # Public keys (hex) of retired receipt keys: ledger checkpoints signed before a rotation still verify.
 RECEIPT_PREVIOUS_PUBLIC_KEYS = env.list("RECEIPT_PREVIOUS_PUBLIC_KEYS", default=[])
+# The ops console's dashboard (console/dashboard.py): how long its figures are reused (0: read on every
+# load; the page says "as of"), and what "expiring soon" means for an active hold.
+CONSOLE_CACHE_SECONDS = env.int("CONSOLE_CACHE_SECONDS", default=5)
+HOLDS_EXPIRING_SOON_MINUTES = env.int("HOLDS_EXPIRING_SOON_MINUTES", default=60)
 IDEMPOTENCY_KEY_RETENTION_HOURS = env.int("IDEMPOTENCY_KEY_RETENTION_HOURS", default=24)
 DB_RETRY_ATTEMPTS = env.int("DB_RETRY_ATTEMPTS", default=3)
 # PostgreSQL work_mem for the reconcile transaction only (its sorts and aggregates over the whole ledger).

@@ -15,6 +15,7 @@ os.environ.setdefault("RATELIMIT_ENABLE", "false")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 # Tests change currencies inside rolled-back transactions: never serve a stale copy across tests.
 os.environ.setdefault("CURRENCY_CACHE_SECONDS", "0")
+os.environ.setdefault("CONSOLE_CACHE_SECONDS", "0")
 
 from .base import *  # noqa: E402, F403
 
