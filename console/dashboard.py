@@ -33,6 +33,7 @@ from holds.selectors import (
 from transactions.models import Transaction
 from transactions.selectors import DailyMovement, movements_by_day, movements_since
 from wallets.selectors import supply_by_currency
+from webhooks.selectors import webhook_health
 
 CACHE_KEY = "console:dashboard:v1"
 CHART_DAYS = 30
@@ -96,6 +97,10 @@ class Dashboard:
     reconcile_url: str
     checkpoint: CheckpointStatus | None
     checkpoint_url: str
+    webhooks_pending: Figure
+    webhooks_oldest_at: datetime | None
+    webhooks_failed_24h: Figure
+    webhooks_disabled: Figure
     cached_seconds: int = 0
     chart_days: int = CHART_DAYS
 
@@ -217,6 +222,7 @@ def build_dashboard(now: datetime) -> Dashboard:
     oldest = min((q.first_at for q in pending.values() if q.first_at is not None), default=None)
     run = reconcile_run_latest()
     checkpoint = checkpoint_latest()
+    hooks = webhook_health(now=now)
     return Dashboard(
         generated_at=now,
         today=today,
@@ -241,4 +247,13 @@ def build_dashboard(now: datetime) -> Dashboard:
         checkpoint_url=change("audit.checkpoint", checkpoint.checkpoint.pk)
         if checkpoint
         else changelist("audit.checkpoint"),
+        webhooks_pending=Figure(str(hooks.pending), changelist("webhooks.webhookdelivery", status__exact="pending")),
+        webhooks_oldest_at=hooks.oldest_pending_at,
+        webhooks_failed_24h=Figure(
+            str(hooks.failed_24h),
+            changelist("webhooks.webhookdelivery", status__exact="failed", completed_at__gte=day_24h_ago),
+        ),
+        webhooks_disabled=Figure(
+            str(hooks.endpoints_disabled), changelist("webhooks.webhookendpoint", enabled__exact=0)
+        ),
     )

@@ -16,6 +16,7 @@ SECTIONS: list[tuple[str, str, list[str]]] = [
         "operations",
         ["holds.withdrawalrequest", "holds.hold", "events.outboxevent", "transactions.idempotencykey"],
     ),
+    ("Webhooks", "webhooks", ["webhooks.webhookendpoint", "webhooks.webhookdelivery"]),
     (
         "Audit",
         "audit",

@@ -102,7 +102,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         "next_attempt_at",
         "created_at",
     )
-    list_filter = ("status", "event_type")
+    list_filter = ("status", "event_type", "completed_at")
     search_fields = ("=event_id", "=endpoint__id")
     list_select_related = ("endpoint",)
     exclude = ("payload", "headers", "lease_id", "outbox_event")

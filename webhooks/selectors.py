@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
 from django.contrib.auth.models import AbstractUser
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Min, Prefetch, QuerySet
 
 from wallet_project.core import errors
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -42,3 +45,27 @@ def delivery_get_for(*, user: AbstractUser, endpoint_id: int, delivery_id: int, 
     if delivery is None:
         raise errors.WebhookDeliveryNotFound()
     return delivery
+
+
+class WebhookHealth(NamedTuple):
+    """What the ops console shows of webhooks: what waits, what gave up, which endpoints were switched off."""
+
+    pending: int
+    oldest_pending_at: datetime | None
+    failed_24h: int
+    endpoints_disabled: int
+
+
+def webhook_health(*, now: datetime) -> WebhookHealth:
+    pending = WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING).aggregate(
+        count=Count("id"), oldest=Min("created_at")
+    )
+    failed = WebhookDelivery.objects.filter(
+        status=WebhookDelivery.Status.FAILED, completed_at__gte=now - timedelta(hours=24)
+    ).count()
+    return WebhookHealth(
+        pending=pending["count"],
+        oldest_pending_at=pending["oldest"],
+        failed_24h=failed,
+        endpoints_disabled=WebhookEndpoint.objects.filter(enabled=False).count(),
+    )

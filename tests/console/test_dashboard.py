@@ -6,11 +6,14 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from accounts.models import User
 from audit.reconcile import reconcile
 from holds.models import WithdrawalRequest
 from tests.accounts.factories import UserFactory
+from webhooks.models import WebhookDelivery, WebhookEndpoint
+from webhooks.services import endpoint_create, endpoint_test
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +61,7 @@ def test_the_dashboard_figures_equal_reconciles_and_link_to_their_lists(seeded):
 def test_sections_are_named_for_what_operators_do(seeded):
     html = seeded.get("/admin/").content.decode()
     names = re.findall(r'<caption>\s*<a href="/admin/section/[a-z]+/"[^>]*>([^<]+)</a>', html)
-    assert names == ["Ledger", "Customers", "Operations", "Audit"]
+    assert names == ["Ledger", "Customers", "Operations", "Webhooks", "Audit"]
     assert "Core plumbing" not in html
     operations = seeded.get("/admin/section/operations/").content.decode()
     assert operations.index("Withdrawal requests") < operations.index("Holds") < operations.index("Outbox events")
@@ -95,3 +98,28 @@ def test_staff_without_the_permission_see_no_queue_button(seeded):
     assert 'id="queue-reconcile"' not in client.get("/admin/").content.decode()
     assert 'id="queue-reconcile"' in seeded.get("/admin/").content.decode()
     assert WithdrawalRequest.objects.filter(status="pending").count() == 1
+
+
+def test_the_webhooks_card_counts_what_waits_what_failed_and_what_was_switched_off(seeded, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    settings.CONSOLE_CACHE_SECONDS = 0
+    carol = User.objects.get(username="carol")
+    waiting = endpoint_create(owner=carol, url="http://127.0.0.1:9/hooks", event_types=["*"]).endpoint
+    failing = endpoint_create(owner=carol, url="http://127.0.0.1:9/other", event_types=["*"]).endpoint
+    for _ in range(2):
+        endpoint_test(user=carol, endpoint_id=waiting.pk)
+    gave_up = endpoint_test(user=carol, endpoint_id=failing.pk)
+    WebhookDelivery.objects.filter(pk=gave_up.pk).update(status="failed", completed_at=timezone.now())
+    WebhookEndpoint.objects.filter(pk=failing.pk).update(enabled=False, disabled_reason="5 deliveries failed")
+
+    html = seeded.get("/admin/").content.decode()
+
+    assert 'data-figure="webhooks-pending">2<' in html
+    assert 'data-figure="webhooks-failed">1 failed in 24 h<' in html
+    assert 'data-figure="webhooks-disabled">1 endpoint disabled<' in html
+    for name in ("webhooks-pending", "webhooks-failed", "webhooks-disabled"):
+        link = re.search(rf'<a href="(/admin/[^"]+)" data-figure="{name}"', html).group(1).replace("&amp;", "&")
+        listed = seeded.get(link)
+        assert listed.status_code == 200 and "?e=1" not in listed.get("Location", ""), link
+    disabled = seeded.get("/admin/webhooks/webhookendpoint/?enabled__exact=0").content.decode()
+    assert "127.0.0.1:9/other" in disabled and "127.0.0.1:9/hooks" not in disabled
