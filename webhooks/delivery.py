@@ -289,7 +289,9 @@ def delivery_send(claim: Claim) -> Outcome:
             error = f"HTTP {status_code}: redirect to {location[:200] or '(no location)'} not followed"
         elif not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
-        return outcome(status_code=status_code, error=error, response_body=received.decode("utf-8", "replace"))
+        # PostgreSQL text holds no NUL: stored as is, the attempt could not be recorded (nor the delivery settled).
+        response_body = received.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return outcome(status_code=status_code, error=error, response_body=response_body)
 
 
 async def _bounded(claim: Claim, headers: dict[str, str]) -> tuple[int, str, bytes]:
