@@ -139,7 +139,8 @@ def _update_pending(pks: Iterable[int], **changes: Any) -> int:
     if not pks:
         return 0
     with transaction.atomic():
-        unlocked = OutboxEvent.objects.select_for_update(skip_locked=True).filter(
+        # NO KEY UPDATE: a relay's FOR UPDATE still makes the row skipped, the webhooks fan-out's FOR KEY SHARE not.
+        unlocked = OutboxEvent.objects.select_for_update(skip_locked=True, no_key=True).filter(
             pk__in=pks, state=OutboxEvent.State.PENDING
         )
         return OutboxEvent.objects.filter(pk__in=unlocked.values("pk")).update(**changes)

@@ -67,6 +67,24 @@ def _fan_out_lock() -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def _rows_not_held(ids: list[int]) -> list[int]:
+    """Those of ``ids`` still pending that no relay holds, locked ``FOR KEY SHARE`` until commit.
+
+    A relay holds its batch ``FOR UPDATE`` while Kafka answers: skipped here. The weaker lock (not
+    ``FOR UPDATE``) leaves the in-process publisher's ``FOR NO KEY UPDATE SKIP LOCKED`` free to mark a
+    row published meanwhile; were it skipped, the relay would publish the event a second time.
+    """
+    if connection.vendor != "postgresql":
+        return list(OutboxEvent.objects.filter(pk__in=ids, webhooks_pending=True).values_list("id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = ANY(%s) AND webhooks_pending"  # noqa: S608 - the model's table
+            " FOR KEY SHARE SKIP LOCKED",
+            [ids],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
 def webhooks_fan_out(*, limit: int = 500) -> int:
     """Turn up to ``limit`` pending outbox rows into deliveries; returns how many rows were taken (0 when
     another copy holds the fan-out, or nothing is pending)."""
@@ -80,9 +98,9 @@ def webhooks_fan_out(*, limit: int = 500) -> int:
             return 0
         locked = {
             row.pk: row
-            for row in OutboxEvent.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=ids, webhooks_pending=True)
-            .only("id", "event_id", "payload", "headers")
+            for row in OutboxEvent.objects.filter(pk__in=_rows_not_held(ids)).only(
+                "id", "event_id", "payload", "headers"
+            )
         }
         taken: list[OutboxEvent] = []
         for pk in ids:  # the longest unlocked run, in id order: a row skipped now must not be overtaken
@@ -289,7 +307,9 @@ def delivery_send(claim: Claim) -> Outcome:
             error = f"HTTP {status_code}: redirect to {location[:200] or '(no location)'} not followed"
         elif not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
-        return outcome(status_code=status_code, error=error, response_body=received.decode("utf-8", "replace"))
+        # PostgreSQL text holds no NUL: stored as is, the attempt could not be recorded (nor the delivery settled).
+        response_body = received.decode("utf-8", "replace").replace("\x00", "\ufffd")
+        return outcome(status_code=status_code, error=error, response_body=response_body)
 
 
 async def _bounded(claim: Claim, headers: dict[str, str]) -> tuple[int, str, bytes]:

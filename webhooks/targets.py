@@ -83,6 +83,10 @@ def parse_target(url: str) -> Target:
     if parts.fragment:
         raise _forbidden("a fragment is never sent; leave it out")
     literal = ip_literal(host)
+    if "[" in parts.netloc and not isinstance(literal, ipaddress.IPv6Address):
+        # urlsplit takes an "IPvFuture" literal ("[v1.example.com]") and returns what is inside as a
+        # name; the HTTP client refuses it. Brackets hold an IPv6 address and nothing else.
+        raise _forbidden("not a valid host name (brackets hold an IPv6 address)")
     if literal is None:
         if _NUMERIC_HOST.match(host):
             raise _forbidden("an IPv4 address must be written in dotted decimal")

@@ -240,3 +240,30 @@ def test_an_oversized_body_is_never_sent(alice, bob, endpoint_for, settings):
         assert drain(1) == ["pending"]
         assert receiver.received == []
     assert "WEBHOOK_MAX_BODY_BYTES" in WebhookDelivery.objects.get().last_error
+
+
+def test_a_stored_bracketed_name_is_refused_at_delivery_by_the_url_rules(alice, bob, endpoint_for):
+    # An endpoint stored before the rule (or edited in the database) with "[v1.<name>]": urlsplit takes
+    # it and returns the name inside, which resolves when someone owns it; httpx then raises InvalidURL,
+    # which is no httpx.HTTPError and ended the worker. The URL rules refuse it before any lookup.
+    with Receiver() as receiver:
+        endpoint = endpoint_for(alice, receiver.url).endpoint
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(url=f"http://[v1.x]:{receiver.port}/hook")
+        settle()
+        transfer(alice, bob)
+        assert drain(1) == ["pending"]
+        assert receiver.received == []
+    assert "not a valid host name" in WebhookDelivery.objects.get().last_error
+
+
+def test_a_response_body_with_nul_bytes_is_stored_and_the_2xx_settles_the_delivery(alice, bob, endpoint_for):
+    # PostgreSQL text cannot hold NUL: stored as is, the attempt's insert fails, the delivery is never
+    # settled and goes out again at every lease expiry, holding back its endpoint's later deliveries.
+    with Receiver(lambda n: Answer(200, b"ok\x00\x00binary")) as receiver:
+        endpoint_for(alice, receiver.url)
+        settle()
+        transfer(alice, bob)
+        assert drain() == ["succeeded"]
+        assert len(receiver.received) == 1
+    [attempt] = WebhookDelivery.objects.get().attempts.all()
+    assert attempt.status_code == 200 and attempt.response_body == "ok\ufffd\ufffdbinary"

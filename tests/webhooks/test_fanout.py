@@ -141,3 +141,65 @@ def test_a_row_another_transaction_holds_stops_the_fan_out_there_and_nothing_ove
         holder.join(10)
     assert webhooks_fan_out() == 2
     assert [d.outbox_event_id for d in deliveries_of(endpoint)] == [row.pk for row in rows]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_publisher_marks_a_row_published_while_the_fan_out_holds_it(settings):
+    """The in-process publisher marks a row published right after Kafka acknowledges it, skipping rows
+    a relay holds (SKIP LOCKED). The fan-out takes fresh rows at that very moment: if its hold looked like
+    a relay's, the mark was skipped and the relay published the event a second time."""
+    from events.publisher import mark_published
+    from webhooks.services import endpoint_create
+
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    alice, bob = make_user(50, username="alice"), make_user(50, username="bob")
+    endpoint_create(owner=alice, url=PUBLIC, event_types=["*"])
+    OutboxEvent.objects.update(webhooks_pending=False)
+    transfer_create(
+        sender_id=alice.pk, recipient_id=bob.pk, currency=Currency.objects.get(code="USDT"), amount=Decimal("1")
+    )
+    row = OutboxEvent.objects.get(webhooks_pending=True)
+    assert row.state == "pending"
+    blocker, fanned = {}, {}
+    blocked, release = threading.Event(), threading.Event()
+
+    def hold_deliveries_table():  # the fan-out's insert of deliveries waits: its transaction stays open
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {WebhookDelivery._meta.db_table} IN SHARE MODE")
+                cursor.execute("SELECT pg_backend_pid()")
+                blocker["pid"] = cursor.fetchone()[0]
+            blocked.set()
+            release.wait(20)
+        connection.close()
+
+    def fan_out():
+        fanned["taken"] = webhooks_fan_out()
+        connection.close()
+
+    holder = threading.Thread(target=hold_deliveries_table)
+    holder.start()
+    assert blocked.wait(10)
+    worker = threading.Thread(target=fan_out)
+    worker.start()
+    try:
+        with connection.cursor() as cursor:  # until the fan-out waits behind the table lock
+            for _ in range(200):
+                cursor.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND %s = ANY(pg_blocking_pids(pid))",
+                    [blocker["pid"]],
+                )
+                if cursor.fetchone()[0]:
+                    break
+                threading.Event().wait(0.05)
+            else:
+                raise AssertionError("the fan-out never reached its insert")
+        assert mark_published([row.pk]) == 1
+    finally:
+        release.set()
+        holder.join(10)
+        worker.join(10)
+    assert fanned["taken"] == 1
+    row.refresh_from_db()
+    assert (row.state, row.webhooks_pending) == ("published", False)
+    assert WebhookDelivery.objects.filter(outbox_event=row).count() == 1

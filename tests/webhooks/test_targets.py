@@ -129,3 +129,13 @@ def test_delivery_time_resolution_refuses_a_name_now_pointing_at_loopback(settin
     target = parse_target("https://localhost:8443/hook")  # parsing alone does not resolve
     with pytest.raises(errors.WebhookTargetForbidden, match="loopback"):
         resolve_target(target)
+
+
+@pytest.mark.parametrize("url", ["https://[v1.example.com]/hook", "https://[v7.93.184.215.14]/hook"])
+def test_brackets_hold_an_ipv6_address_and_nothing_else(url, settings):
+    # urlsplit takes an RFC 3986 "IPvFuture" literal and hands back what is inside as the hostname, a
+    # name that would then be resolved; the HTTP client refuses the URL at delivery. Refused here, in
+    # production and where private targets are allowed.
+    assert "not a valid host name" in refused(url)
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    assert "not a valid host name" in refused(url.replace("https:", "http:"))
