@@ -329,6 +329,10 @@ def delivery_record(claim: Claim, outcome: Outcome) -> str:
     """Store the attempt; settle the delivery (succeeded, retry later, failed) if the lease is still ours.
     Returns the delivery's status afterwards ("" if it is gone or another worker holds it now)."""
     with transaction.atomic(durable=True):
+        # The endpoint first, then the delivery: the order of endpoint_delete (which locks the endpoint
+        # and cascades to its deliveries), so recording an outcome and deleting an endpoint never deadlock.
+        if WebhookEndpoint.objects.select_for_update().filter(pk=claim.endpoint_id).values_list("pk").first() is None:
+            return ""  # the endpoint was deleted meanwhile
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=claim.delivery_id).first()
         if delivery is None:
             return ""  # the endpoint was deleted meanwhile
