@@ -11,9 +11,9 @@ An event reaches Kafka by one of two paths (docs/events.md):
 Delivery is at least once: a row may be published by both paths, and consumers deduplicate on
 ``event_id``.
 
-With OpenTelemetry on, each produce is a PRODUCER span (``produce_span``) under the trace context the
-row was written in, and the message's ``traceparent`` header is that span's, so a consumer continues the
-request's trace; off, the message carries the row's headers as they are.
+With OpenTelemetry on, each produce (``produce``) is the confluent-kafka instrumentation's PRODUCER span
+under the trace context the row was written in, and the message's one ``traceparent`` header is that
+span's, so a consumer continues the request's trace; off, the message carries the row's headers as they are.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -34,10 +33,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models.functions import Now
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry import propagate
 
 from events.models import OutboxEvent
-from wallet_project.core.telemetry import inject_headers, span_from_headers
+from wallet_project.core.telemetry import context_from_headers, traced_producer
 
 logger = logging.getLogger("wallet.outbox")
 kafka_logger = logging.getLogger("wallet.kafka")
@@ -69,31 +68,29 @@ def producer_config(*, bootstrap: str, delivery_timeout_ms: int | None = None, *
     }
 
 
-@contextmanager
-def produce_span(event: OutboxEvent) -> Iterator[Span]:
-    """The PRODUCER span of one produce of ``event``, child of the context stored in its row's headers."""
-    with span_from_headers(f"send {event.topic}", event.headers, kind=SpanKind.PRODUCER) as span:
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "send",
-                    "messaging.operation.name": "send",
-                    "messaging.destination.name": event.topic,
-                    "messaging.message.id": str(event.event_id),
-                    "messaging.kafka.message.key": event.key,
-                }
-            )
-        yield span
+def produce(producer: Producer, event: OutboxEvent, **kwargs: Any) -> None:
+    """``producer.produce`` of ``event`` (``kwargs``: ``on_delivery``), under the trace context stored in its row.
+
+    Tracing on, the confluent-kafka instrumentation's proxy produces: its PRODUCER span is a child of the
+    row's context and appends the span's ``traceparent`` to the headers, which therefore leave out the row's.
+    """
+    sender = traced_producer(producer)
+    with context_from_headers(event.headers):
+        sender.produce(**message_for(event, traced=sender is not producer), **kwargs)
 
 
-def message_for(event: OutboxEvent) -> dict:
+def message_for(event: OutboxEvent, *, traced: bool = False) -> dict:
     """``Producer.produce`` arguments for an outbox row: key = transaction hash, value = JSON payload.
 
-    Inside ``produce_span`` the ``traceparent`` header is the produce span's; elsewhere the row's.
+    The headers are the row's (``event_id``, ``trace_id``, and ``traceparent`` when it was written under a
+    span), less the trace context when ``traced``: then the instrumentation adds the produce span's.
     """
-    row_headers = {str(name): str(value) for name, value in (event.headers or {}).items() if value is not None}
-    headers = inject_headers(row_headers)
+    dropped = propagate.get_global_textmap().fields if traced else set()
+    headers = {
+        str(name): str(value)
+        for name, value in (event.headers or {}).items()
+        if value is not None and str(name) not in dropped
+    }
     headers["event_id"] = str(event.event_id)
     headers.setdefault("trace_id", str(event.payload.get("trace_id") or ""))
     return {
@@ -177,8 +174,7 @@ class _ProcessPublisher:
             with self._topics_lock:
                 self._topics.add(event.topic)
         try:
-            with produce_span(event):
-                self.producer.produce(**message_for(event), on_delivery=partial(self._on_delivery, event.pk))
+            produce(self.producer, event, on_delivery=partial(self._on_delivery, event.pk))
         except BufferError:
             logger.warning("kafka queue full; the relay will publish it", extra={"event_id": str(event.event_id)})
 

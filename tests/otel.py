@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -72,14 +72,14 @@ SWITCH = SwitchTracerProvider()
 def spans() -> Iterator[InMemorySpanExporter]:
     """Tracing on for one test, as ``configure`` sets it up, with the finished spans in memory.
 
-    Database connections are closed before and after: the psycopg integration traces connections opened
-    while it is installed.
+    Database connections are closed before and after: the psycopg instrumentation traces connections
+    opened while it is installed.
     """
     if trace.get_tracer_provider() is not SWITCH:
         trace.set_tracer_provider(SWITCH)
     assert trace.get_tracer_provider() is SWITCH, "another global tracer provider was set in this process"
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=telemetry_sdk.resource())
+    provider = telemetry_sdk.tracer_provider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     connection.close()
     SWITCH.target = provider

@@ -124,3 +124,22 @@ def test_log_lines_under_a_span_carry_its_span_id(spans):
     outside = logging.LogRecord("wallet", logging.INFO, __file__, 1, "hello", None, None)
     TraceIdLogFilter().filter(outside)
     assert "span_id" not in json.loads(JsonFormatter().format(outside))
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the spans fixture closes the connection
+def test_statements_outside_any_span_make_no_trace_and_inside_one_are_its_children(spans):
+    """A worker's idle poll (and a health check) is a parentless CLIENT span: not sampled."""
+    from django.db import connection
+    from opentelemetry import trace
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    connection.connection.execute("SELECT 2")  # a raw psycopg statement, as Django's health check makes
+    assert spans.get_finished_spans() == ()
+
+    with trace.get_tracer("test").start_as_current_span("work") as work:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 3")
+    [statement] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    assert statement.attributes["db.statement"] == "SELECT 3"
+    assert statement.parent.span_id == work.get_span_context().span_id

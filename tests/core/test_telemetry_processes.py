@@ -10,15 +10,20 @@ from tests.otel import ROOT, clean_env
 
 STATE_SCRIPT = """
 import json, sys
-import httpx, psycopg
+import confluent_kafka, httpx, psycopg
 from django.conf import settings
 from opentelemetry import trace
+from wallet_project.core import telemetry
 print("OTEL-STATE " + json.dumps({
     "sdk_imported": sorted({m.split(".")[1] for m in sys.modules if m.startswith(("opentelemetry.sdk",
         "opentelemetry.instrumentation", "opentelemetry.exporter"))}),
     "provider": type(trace.get_tracer_provider()).__name__,
     "django_middleware": [m for m in settings.MIDDLEWARE if "opentelemetry" in m],
-    "psycopg_connect_wrapped": hasattr(psycopg.connect, "__wrapped__"),
+    "psycopg_connect_wrapped": hasattr(psycopg.connect, "__wrapped__")
+        and hasattr(psycopg.Connection.connect, "__wrapped__"),
+    "kafka_producer_class": confluent_kafka.Producer.__module__ + "." + confluent_kafka.Producer.__name__,
+    "kafka_producer_wrapped": telemetry.producer_instrumentation is not None,
+    "server_binding_traced": telemetry.server_binding_instrumentation is not None,
     "httpx_transport_wrapped": hasattr(httpx.HTTPTransport.handle_request, "__wrapped__"),
 }))
 """
@@ -47,6 +52,9 @@ def test_with_no_otel_variables_nothing_beyond_the_api_is_imported_or_patched():
         "provider": "ProxyTracerProvider",
         "django_middleware": [],
         "psycopg_connect_wrapped": False,
+        "kafka_producer_class": "cimpl.Producer",
+        "kafka_producer_wrapped": False,
+        "server_binding_traced": False,
         "httpx_transport_wrapped": False,
     }
 
@@ -73,3 +81,6 @@ def test_an_otlp_endpoint_turns_every_instrumentation_on():
         "opentelemetry.instrumentation.django.middleware.otel_middleware._DjangoMiddleware"
     ]
     assert state["psycopg_connect_wrapped"] and state["httpx_transport_wrapped"]
+    assert state["kafka_producer_wrapped"] and state["server_binding_traced"]
+    # The producers are wrapped where the outbox produces (telemetry.traced_producer), not patched globally.
+    assert state["kafka_producer_class"] == "cimpl.Producer"

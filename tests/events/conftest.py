@@ -158,6 +158,7 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout
                 {
                     "key": msg.key().decode(),
                     "headers": {name: value.decode() for name, value in msg.headers() or []},
+                    "header_names": [name for name, _ in msg.headers() or []],  # repeats kept
                     "value": json.loads(msg.value()),
                     "partition": msg.partition(),
                 }

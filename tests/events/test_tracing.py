@@ -2,7 +2,8 @@
 
 A transfer sent with a W3C ``traceparent``: the request span continues it, the SQL spans are its
 children, the outbox row keeps its context, the produce (on commit or by the relay) is a child of it and
-the Kafka message carries the produce span's context, which the checking consumer continues.
+the Kafka message carries the produce span's context (one ``traceparent`` header, the confluent-kafka
+instrumentation's), which the checking consumer continues.
 """
 
 from io import StringIO
@@ -62,7 +63,7 @@ def produce_spans(exporter, topic: str):
     return [
         s
         for s in exporter.get_finished_spans()
-        if s.kind is SpanKind.PRODUCER and s.name == f"send {topic}" and hex_trace(s) == TRACE
+        if s.kind is SpanKind.PRODUCER and s.name == f"{topic} send" and hex_trace(s) == TRACE
     ]
 
 
@@ -123,7 +124,10 @@ def test_the_on_commit_produce_continues_the_request_and_the_message_carries_its
     produce = one(produce_spans(spans, kafka.topic), "produce spans")
     assert (hex_trace(produce), hex_parent(produce)) == (TRACE, hex_span(request))
     assert produce.attributes["messaging.system"] == "kafka"
-    assert produce.attributes["messaging.message.id"] == message["headers"]["event_id"]
+    assert produce.attributes["messaging.destination"] == kafka.topic
+    assert produce.instrumentation_scope.name == "opentelemetry.instrumentation.confluent_kafka"
+    # Exactly one traceparent: the produce span's, not the row's besides it.
+    assert message["header_names"].count("traceparent") == 1, message["header_names"]
     assert parse_traceparent(message["headers"]["traceparent"]) == (TRACE, hex_span(produce))
     assert message["headers"]["trace_id"] == TRACE
 
@@ -138,6 +142,7 @@ def test_the_relay_and_the_consumer_continue_the_trace_stored_in_the_outbox_row(
     produce = one(produce_spans(spans, kafka.topic), "relay produce spans")
     assert (hex_trace(produce), hex_parent(produce)) == (TRACE, hex_span(request))
     [message] = [m for m in read_topic(kafka.bootstrap, kafka.topic) if m["value"]["transaction"]["type"] == "transfer"]
+    assert message["header_names"].count("traceparent") == 1, message["header_names"]
     assert parse_traceparent(message["headers"]["traceparent"]) == (TRACE, hex_span(produce))
 
     call_command("consume_events", "--topic", kafka.topic, "--check", stdout=StringIO())

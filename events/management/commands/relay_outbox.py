@@ -33,8 +33,7 @@ from events.publisher import (
     TOPIC_RETRY_S,
     delivery_error_text,
     ensure_topic,
-    message_for,
-    produce_span,
+    produce,
     producer_config,
 )
 
@@ -141,8 +140,7 @@ class Relay:
         producer = self._producer()
         for row in rows:
             try:
-                with produce_span(row):
-                    producer.produce(**message_for(row), on_delivery=partial(on_delivery, row.pk))
+                produce(producer, row, on_delivery=partial(on_delivery, row.pk))
             except (BufferError, KafkaException) as exc:
                 errors[row.pk] = repr(exc)
         remaining = producer.flush(self.delivery_timeout_ms / 1000 + FLUSH_SLACK_S)
