@@ -74,7 +74,12 @@ def wallet_list(*, user_id: int) -> list[Wallet]:
 
 
 def wallet_get(*, user_id: int, currency: Currency) -> Wallet:
-    wallet = Wallet.objects.filter(user_id=user_id, currency=currency).select_related("currency").first()
+    if connection.vendor == "postgresql":  # one prepared statement, the currency from the caller
+        wallet = wallet_sql.wallet_of(user_id, currency.pk)
+        if wallet is not None:
+            wallet.currency = currency
+    else:  # SQLite: the ORM (its money columns convert only there)
+        wallet = Wallet.objects.filter(user_id=user_id, currency=currency).select_related("currency").first()
     if wallet is None:
         raise errors.WalletNotFound(f"no {currency.code} wallet for this user")
     return wallet

@@ -13,6 +13,23 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from wallet_project.core.db import int8, prepared_cursor
+from wallets.models import Wallet
+
+# -- The wallet --------------------------------------------------------------------------------------
+# A user's wallet in one currency, every column, for the reads that start from it (a statement, a
+# point in time, the wallet itself): the ORM's version compiled the query and joined the currency,
+# which the caller already has from the process's currency cache.
+_WALLET_FIELDS = [field.attname for field in Wallet._meta.concrete_fields]
+WALLET_SQL = f"SELECT {', '.join(_WALLET_FIELDS)} FROM wallets_wallet WHERE user_id = %s AND currency_id = %s"  # noqa: S608
+
+
+def wallet_of(user_id: int, currency_id: int) -> Wallet | None:
+    """The user's wallet in the currency, as the ORM would have loaded it (its currency not attached)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(WALLET_SQL, [int8(user_id), int8(currency_id)])
+        row = cursor.fetchone()
+    return None if row is None else Wallet.from_db("default", _WALLET_FIELDS, row)
+
 
 # -- The two ends ------------------------------------------------------------------------------------
 # Where the wallet's chain stood before ``from`` and before ``to``: its newest entry stamped before
