@@ -214,9 +214,14 @@ def _take() -> tuple[Checkpoint, list[tuple[int, int, str]]]:
     fields, heads = _snapshot_retrying()
     outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if outermost and connection.vendor == "postgresql":
+        if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                if outermost:
+                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                # The first checkpoint verifies every receipt while its cursor stays open (minutes at
+                # 1,000,000): lift the request-sized timeouts for this transaction only, as reconcile does.
+                cursor.execute("SET LOCAL statement_timeout = 0")
+                cursor.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         previous, _ = newest_valid()
         if previous is not None and previous.last_transaction_id > fields["last_transaction_id"]:
             raise CheckpointError("the newest checkpoint covers transactions that are gone (run reconcile)")

@@ -37,6 +37,16 @@ class BalanceHistory(models.Model):
     # Position among the wallet's movement entries (those with a transaction), 1-based and gapless;
     # null for a change of ``held`` alone. The transaction history pages by it.
     posting = models.PositiveBigIntegerField(null=True, blank=True)
+    # The chain's running totals after this entry: the sum of its positive deltas, of its negative ones
+    # as a magnitude, and the number of its movement entries (the ``posting`` of the newest one; a
+    # change of ``held`` alone keeps the three). A statement's totals over any stretch of the chain are
+    # the differences between the entries at its two ends, whatever its length. Derived from the hashed
+    # deltas, so not hashed themselves: reconcile recomputes them along the chain. Null only for a row
+    # written outside the ledger (which reconcile reports; a statement then sums the stretch instead).
+    # 38 digits on PostgreSQL: a lifetime's volume, never an overflow (13 integer digits on SQLite).
+    total_in_after = MoneyField(max_digits=38, decimal_places=8, null=True, blank=True)
+    total_out_after = MoneyField(max_digits=38, decimal_places=8, null=True, blank=True)
+    postings_after = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:
@@ -65,6 +75,15 @@ class BalanceHistory(models.Model):
             models.UniqueConstraint(fields=["wallet", "seq"], name="history_wallet_position"),
             models.UniqueConstraint(fields=["wallet", "posting"], name="history_wallet_posting"),
             models.CheckConstraint(condition=Q(seq__gte=1), name="history_seq_positive"),
+            # What came in less what went out is the balance (a chain starts at zero), and a movement's
+            # position is the count of movements so far.
+            models.CheckConstraint(
+                condition=Q(total_in_after=F("balance_after") + F("total_out_after")), name="history_totals_add_up"
+            ),
+            models.CheckConstraint(condition=Q(total_out_after__gte=0), name="history_total_out_non_negative"),
+            models.CheckConstraint(
+                condition=Q(posting__isnull=True) | Q(posting=F("postings_after")), name="history_posting_is_postings"
+            ),
         ]
         indexes = [
             models.Index(fields=["user", "-id"], name="history_user_recent"),

@@ -2,11 +2,16 @@
 
 Checks, all read in one consistent snapshot (REPEATABLE READ on PostgreSQL):
 1. ``balances``: every wallet's balance equals the sum of its balance-history deltas, equals the
-   ``balance_after`` of its newest entry, its ``audit_head`` is that entry's hash and its
-   ``entries`` is the number of entries.
+   ``balance_after`` of its newest entry, its ``audit_head`` is that entry's hash, its
+   ``entries`` is the number of entries, its ``postings`` the number of movement entries, and its
+   ``total_in`` / ``total_out`` are the newest entry's running totals.
 2. ``chains``: every wallet's history is an unbroken hash chain (each ``prev_hash`` is the previous
    ``entry_hash``, each ``entry_hash`` recomputes, each ``balance_before`` is the previous
-   ``balance_after``, each ``seq`` is the entry's position). An edited or deleted row breaks it.
+   ``balance_after``, each ``seq`` is the entry's position, each movement's ``posting`` its position
+   among the movements). An edited or deleted row breaks it. The running totals, which the hash does
+   not cover (they are derived from the hashed deltas), are recomputed along the chain: every
+   entry's ``total_in_after``, ``total_out_after`` and ``postings_after`` must be what the entries up
+   to it add up to (``totals_ok``), or a statement read from them would be wrong.
 3. ``legs``: every transaction has exactly its legs (a transfer: -amount on the sender's wallet and
    +amount on the recipient's; a deposit: one credit; a withdrawal: one debit; a reversal: those of
    the shape it has, two for a transfer's, one debit for a deposit's, one credit for a withdrawal's),
@@ -153,7 +158,8 @@ _CREATED_AT_ISO = (
 
 _CHAIN_SQL = (
     "SELECT h.wallet_id, h.id, h.seq, h.delta, h.balance_before, h.balance_after, h.prev_hash, h.entry_hash, "
-    "h.created_at, t.hash, h.transaction_id, h.held_before, h.held_delta, h.held_after, h.hold_uid "
+    "h.created_at, t.hash, h.transaction_id, h.held_before, h.held_delta, h.held_after, h.hold_uid, "
+    "h.posting, h.total_in_after, h.total_out_after, h.postings_after "
     "FROM audit_balancehistory h LEFT JOIN transactions_transaction t ON t.id = h.transaction_id "
     "ORDER BY h.wallet_id, h.seq"
 )
@@ -184,9 +190,9 @@ class Cut:
 
 def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cut] = ()) -> None:
     wallets = {
-        wallet_id: (_dec(balance), audit_head, entries, _dec(held))
-        for wallet_id, balance, audit_head, entries, held in _stream(
-            "SELECT id, balance, audit_head, entries, held FROM wallets_wallet"
+        wallet_id: (_dec(balance), audit_head, entries, _dec(held), postings, _dec(total_in), _dec(total_out))
+        for wallet_id, balance, audit_head, entries, held, postings, total_in, total_out in _stream(
+            "SELECT id, balance, audit_head, entries, held, postings, total_in, total_out FROM wallets_wallet"
         )
     }
     seen: set[int] = set()
@@ -196,6 +202,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
     prev_held = Decimal(0)
     total = Decimal(0)
     position = 0
+    # The running totals as recomputed: what came in, what went out, the movements so far.
+    total_in, total_out, postings = Decimal(0), Decimal(0), 0
     # Per cut: position and hash of the wallet's last entry within the cut.
     cut_state: list[tuple[int, str]] = [(0, GENESIS_HASH)] * len(cuts)
 
@@ -207,8 +215,16 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
         if stored is None:
             balances.fail(wallet_id=wallet_id, problem="history for a wallet that does not exist")
             return
-        balance, head, entries, held = stored
-        if balance != total or balance != prev_after or head != prev_hash or entries != position or held != prev_held:
+        balance, head, entries, held, stored_postings, stored_in, stored_out = stored
+        if (
+            balance != total
+            or balance != prev_after
+            or head != prev_hash
+            or entries != position
+            or held != prev_held
+            or stored_postings != postings
+            or (stored_in, stored_out) != (total_in, total_out)
+        ):
             balances.fail(
                 wallet_id=wallet_id,
                 balance=balance,
@@ -219,12 +235,15 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
                 history_rows=position,
                 held=held,
                 last_held_after=prev_held,
+                postings=stored_postings,
+                history_movements=postings,
+                totals_match=(stored_in, stored_out) == (total_in, total_out),
             )
 
     rows = _stream(_CHAIN_SQL_PG if connection.vendor == "postgresql" else _CHAIN_SQL)
     for (
         wallet_id, entry_id, seq, delta, before, after, prev, entry, created_at, tx_hash, tx_id,
-        held_before, held_delta, held_after, hold_uid,
+        held_before, held_delta, held_after, hold_uid, posting, stored_in, stored_out, stored_postings,
     ) in rows:  # fmt: skip
         delta, before, after = _dec(delta), _dec(before), _dec(after)
         held_before, held_delta, held_after = _dec(held_before), _dec(held_delta), _dec(held_after)
@@ -233,6 +252,7 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
                 close_wallet(current)
             current, prev_hash, prev_after, total, position = wallet_id, GENESIS_HASH, Decimal(0), Decimal(0), 0
             prev_held = Decimal(0)
+            total_in, total_out, postings = Decimal(0), Decimal(0), 0
             cut_state = [(0, GENESIS_HASH)] * len(cuts)
             seen.add(wallet_id)
         chains.checked += 1
@@ -243,6 +263,19 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
             uid = _uuid_text(hold_uid) if hold_uid else ""
             parts += ["held", _fmt(held_before), _fmt(held_delta), _fmt(held_after), uid]
         recomputed = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        if delta > 0:
+            total_in += delta
+        else:
+            total_out -= delta
+        if tx_id is not None:
+            postings += 1
+        posting_ok = posting == (postings if tx_id is not None else None)
+        # (None, a total missing, never equals a Decimal: reported like a wrong one)
+        totals_ok = (
+            stored_in is not None
+            and stored_out is not None
+            and (_dec(stored_in), _dec(stored_out), stored_postings) == (total_in, total_out, postings)
+        )
         if (
             prev != prev_hash
             or before != prev_after
@@ -251,6 +284,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
             or seq != position
             or held_before != prev_held
             or held_before + held_delta != held_after
+            or not posting_ok
+            or not totals_ok
         ):
             chains.fail(
                 wallet_id=wallet_id,
@@ -259,6 +294,8 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
                 hash_ok=recomputed == entry,
                 continuity_ok=before == prev_after and held_before == prev_held,
                 seq_ok=seq == position,
+                posting_ok=posting_ok,
+                totals_ok=totals_ok,
             )
         prev_hash, prev_after, prev_held, total = entry, after, held_after, total + delta
         for index, cut in enumerate(cuts):
@@ -267,10 +304,18 @@ def _check_chains_and_balances(balances: Check, chains: Check, cuts: Sequence[Cu
                 cut_state[index] = (position, entry)
     if current is not None:
         close_wallet(current)
-    for wallet_id, (balance, head, entries, held) in wallets.items():
+    for wallet_id, (balance, head, entries, held, stored_postings, stored_in, stored_out) in wallets.items():
         if wallet_id not in seen:
             balances.checked += 1
-            if balance != 0 or head != GENESIS_HASH or entries != 0 or held != 0:
+            if (
+                balance != 0
+                or head != GENESIS_HASH
+                or entries != 0
+                or held != 0
+                or stored_postings != 0
+                or stored_in != 0
+                or stored_out != 0
+            ):
                 balances.fail(wallet_id=wallet_id, balance=balance, history_sum=Decimal(0), problem="no history")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -22,7 +23,12 @@ REFERENCE = BENCH / "reference"
 PY = Path(sys.executable)
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-DB_API, DB_API_TEMPLATE, DB_READS, DB_CEILING = "bench_api", "bench_api_template", "bench_reads", "bench_ceiling"
+# Every database the bench creates or drops is named with this prefix, and only such databases are
+# touched: ``BENCH_DB_PREFIX`` gives each user of a shared server their own (default ``bench_``).
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "bench_")
+DB_API, DB_API_TEMPLATE, DB_READS, DB_CEILING = (
+    f"{DB_PREFIX}{name}" for name in ("api", "api_template", "reads", "ceiling")
+)
 
 SCENARIOS = [
     "uniform", "hot", "hold_capture", "history_page1", "history_deep", "pit", "statement", "statement_pages",

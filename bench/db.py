@@ -1,4 +1,5 @@
-"""PostgreSQL administration (``bench_*`` databases only) and the cached datasets the scenarios run on."""
+"""PostgreSQL administration (databases named ``BENCH_DB_PREFIX``*, ``bench_*`` by default, only) and
+the cached datasets the scenarios run on."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bench.config import (
     ADMIN_URL,
     DB_API,
     DB_API_TEMPLATE,
+    DB_PREFIX,
     DB_READS,
     PY,
     ROOT,
@@ -34,12 +36,12 @@ def db_exists(name: str) -> bool:
 
 
 def db_drop(name: str) -> None:
-    liveserver.drop_database(ADMIN_URL, name, prefix="bench_")
+    liveserver.drop_database(ADMIN_URL, name, prefix=DB_PREFIX)
 
 
 def db_create(name: str, template: str | None = None) -> None:
     db_drop(name)
-    liveserver.create_database(ADMIN_URL, name, prefix="bench_", template=template)
+    liveserver.create_database(ADMIN_URL, name, prefix=DB_PREFIX, template=template)
 
 
 def db_marker(name: str) -> tuple[str, int] | None:

@@ -156,7 +156,7 @@ TX_COLUMNS = [
 ]  # fmt: skip
 HISTORY_COLUMNS = [
     "id", "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after",
-    "prev_hash", "entry_hash", "seq", "posting", "created_at",
+    "prev_hash", "entry_hash", "seq", "posting", "total_in_after", "total_out_after", "postings_after", "created_at",
 ]  # fmt: skip
 
 
@@ -251,6 +251,8 @@ def ledger(
     balance = {wallet_of[u]: Decimal(0) for u in user_ids}
     head = {wallet_of[u]: GENESIS_HASH for u in user_ids}
     entries = {wallet_of[u]: 0 for u in user_ids}
+    total_in = {wallet_of[u]: Decimal(0) for u in user_ids}
+    total_out = {wallet_of[u]: Decimal(0) for u in user_ids}
     funding = Decimal(1_000_000).quantize(QUANT)
     step_us = days * 86_400 * 1_000_000 // transactions
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=days + 1)
@@ -354,6 +356,10 @@ def ledger(
                     )
                     history_id += 1
                     entries[wallet] += 1
+                    if delta > 0:
+                        total_in[wallet] += delta
+                    else:
+                        total_out[wallet] -= delta
                     history_lines.append(
                         history_table.format(
                             history_id,
@@ -367,6 +373,9 @@ def ledger(
                             link,
                             entries[wallet],
                             entries[wallet],  # every entry is a movement here: its posting is its seq
+                            total_in[wallet],
+                            total_out[wallet],
+                            entries[wallet],
                             at,
                         )
                     )
@@ -384,9 +393,9 @@ def ledger(
 
     with raw.transaction(), raw.cursor() as cursor:
         cursor.executemany(
-            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, postings = %s, updated_at = %s "
-            "WHERE id = %s",
-            [(balance[w], head[w], entries[w], entries[w], newest[w], w) for w in balance],
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, postings = %s, total_in = %s,"
+            " total_out = %s, updated_at = %s WHERE id = %s",
+            [(balance[w], head[w], entries[w], entries[w], total_in[w], total_out[w], newest[w], w) for w in balance],
         )
         # Accounts and wallets opened before their first movement (bulk_create stamped them now).
         opened = start - timedelta(minutes=1)

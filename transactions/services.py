@@ -317,7 +317,17 @@ def _lock(draft: _Draft) -> dict[int, LockedRow]:
         if draft.active_only:
             wallets = wallets.filter(user__is_active=True)
         values = wallets.order_by("pk").values_list(
-            "id", "user_id", "balance", "held", "audit_head", "entries", "postings", "user__token_version", "updated_at"
+            "id",
+            "user_id",
+            "balance",
+            "held",
+            "audit_head",
+            "entries",
+            "postings",
+            "total_in",
+            "total_out",
+            "user__token_version",
+            "updated_at",
         )
         rows = [LockedRow(*row) for row in values]
     return {row.user_id: row for row in rows}
@@ -376,9 +386,12 @@ def _check_and_build_legs(draft: _Draft, locked: dict[int, LockedRow]) -> list[s
             held_after=held_after,
             hold_uid=str(hold_uid) if hold_uid else "",
         )
+        # The running totals (not hashed: reconcile recomputes them from the deltas along the chain).
+        total_in, total_out = wallet.total_in + max(delta, ZERO), wallet.total_out + max(-delta, ZERO)
         legs.append(
             sql.LegValues(wallet.wallet_id, wallet.user_id, delta, wallet.balance, after, held_delta, wallet.held,
-                          held_after, hold_uid, wallet.audit_head, link, wallet.entries + 1, wallet.postings + 1)
+                          held_after, hold_uid, wallet.audit_head, link, wallet.entries + 1, wallet.postings + 1,
+                          total_in, total_out, wallet.postings + 1)
         )  # fmt: skip
     if source is not None:  # the reply's resulting balances, from the write itself (no read after it)
         tx.sender_balance_after = legs[0].balance_after
@@ -391,7 +404,7 @@ def _after_leg(row: LockedRow, leg: sql.LegValues, *, created_at: datetime) -> L
     wallet checks, chains to and is stamped no earlier than."""
     return row._replace(
         balance=leg.balance_after, held=leg.held_after, audit_head=leg.entry_hash, entries=leg.seq,
-        postings=leg.posting, updated_at=created_at,
+        postings=leg.posting, total_in=leg.total_in_after, total_out=leg.total_out_after, updated_at=created_at,
     )  # fmt: skip
 
 
@@ -444,7 +457,8 @@ def _write(draft: _Draft, legs: list[sql.LegValues]) -> OutboxEvent:
     for leg in legs:
         Wallet.objects.filter(pk=leg.wallet_id).update(
             balance=leg.balance_after, held=leg.held_after, audit_head=leg.entry_hash, entries=leg.seq,
-            postings=leg.posting, updated_at=tx.created_at,
+            postings=leg.posting, total_in=leg.total_in_after, total_out=leg.total_out_after,
+            updated_at=tx.created_at,
         )  # fmt: skip
     BalanceHistory.objects.bulk_create(
         [BalanceHistory(transaction=tx, created_at=tx.created_at, **leg._asdict()) for leg in legs]
@@ -699,6 +713,10 @@ def held_change(*, wallet_id: int, delta: Decimal, hold_uid: uuid.UUID, created_
         prev_hash=wallet.audit_head,
         seq=wallet.entries + 1,
         posting=None,
+        # No money moves: the running totals stay the wallet's.
+        total_in_after=wallet.total_in,
+        total_out_after=wallet.total_out,
+        postings_after=wallet.postings,
         created_at=created_at,
     )
     entry.entry_hash = entry_hash(
@@ -990,6 +1008,8 @@ def _lock_batch(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], LockedRow
             "audit_head",
             "entries",
             "postings",
+            "total_in",
+            "total_out",
             "user__token_version",
             "updated_at",
             "currency_id",

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from transactions.db import int8, prepared_cursor
+from wallet_project.core.db import int8, prepared_cursor
 
 # -- The lock ----------------------------------------------------------------------------------------
 # The users' wallets in one currency, in ascending primary key (A->B and B->A can never deadlock), with
@@ -27,7 +27,8 @@ from transactions.db import int8, prepared_cursor
 # stamped before the lock is re-stamped no earlier than that, so entries never go back in time.
 # One placeholder per user rather than an array parameter, whose binding costs more client CPU.
 _LOCK = (
-    "SELECT w.id, w.user_id, w.balance, w.held, w.audit_head, w.entries, w.postings, u.token_version, w.updated_at"
+    "SELECT w.id, w.user_id, w.balance, w.held, w.audit_head, w.entries, w.postings, w.total_in, w.total_out,"
+    " u.token_version, w.updated_at"
     " FROM wallets_wallet w JOIN accounts_user u ON u.id = w.user_id"
     " WHERE w.user_id IN ({users}) AND w.currency_id = %s{active} ORDER BY w.id FOR UPDATE OF w"
 )
@@ -49,6 +50,8 @@ class LockedRow(NamedTuple):
     audit_head: str
     entries: int
     postings: int
+    total_in: Decimal
+    total_out: Decimal
     token_version: int
     updated_at: datetime  # the newest entry's created_at (or the wallet's opening, before any)
 
@@ -97,10 +100,11 @@ TRANSACTION_COLUMNS = (
     "uid", "type", "status", "from_user_id", "to_user_id", "from_wallet_id", "to_wallet_id", "currency_id",
     "amount", "memo", "hash", "signature", "created_by_id", "trace_id", "reverses_id", "created_at",
 )  # fmt: skip
-WALLET_UPDATE_COLUMNS = ("balance", "held", "audit_head", "entries", "postings", "updated_at")
+WALLET_UPDATE_COLUMNS = ("balance", "held", "audit_head", "entries", "postings", "total_in", "total_out", "updated_at")
 HISTORY_COLUMNS = (
     "wallet_id", "user_id", "transaction_id", "delta", "balance_before", "balance_after", "held_delta",
-    "held_before", "held_after", "hold_uid", "prev_hash", "entry_hash", "seq", "posting", "created_at",
+    "held_before", "held_after", "hold_uid", "prev_hash", "entry_hash", "seq", "posting", "total_in_after",
+    "total_out_after", "postings_after", "created_at",
 )  # fmt: skip
 OUTBOX_COLUMNS = (
     "event_id", "topic", "key", "payload", "headers", "state", "attempts", "last_error", "available_at",
@@ -114,19 +118,20 @@ WITH tx AS (
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
     RETURNING id
 ), legs (wallet_id, user_id, delta, balance_before, balance_after, held_delta, held_before, held_after, hold_uid,
-         prev_hash, entry_hash, seq, posting) AS (
+         prev_hash, entry_hash, seq, posting, total_in_after, total_out_after, postings_after) AS (
     VALUES {legs}
 ), moved AS (
     UPDATE wallets_wallet AS w
     SET balance = legs.balance_after, held = legs.held_after, audit_head = legs.entry_hash, entries = legs.seq,
-        postings = legs.posting, updated_at = %s
+        postings = legs.posting, total_in = legs.total_in_after, total_out = legs.total_out_after, updated_at = %s
     FROM legs WHERE w.id = legs.wallet_id
 ), history AS (
     INSERT INTO audit_balancehistory (wallet_id, user_id, transaction_id, delta, balance_before, balance_after,
-        held_delta, held_before, held_after, hold_uid, prev_hash, entry_hash, seq, posting, created_at)
+        held_delta, held_before, held_after, hold_uid, prev_hash, entry_hash, seq, posting, total_in_after,
+        total_out_after, postings_after, created_at)
     SELECT legs.wallet_id, legs.user_id, tx.id, legs.delta, legs.balance_before, legs.balance_after,
         legs.held_delta, legs.held_before, legs.held_after, legs.hold_uid, legs.prev_hash, legs.entry_hash,
-        legs.seq, legs.posting, %s
+        legs.seq, legs.posting, legs.total_in_after, legs.total_out_after, legs.postings_after, %s
     FROM tx, legs
 ), event AS (
     INSERT INTO core_outboxevent (event_id, topic, key, payload, headers, state, attempts, last_error, available_at,
@@ -139,7 +144,7 @@ SELECT tx.id, event.id FROM tx, event
 """
 _LEG = (
     "(%s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric,"
-    " %s::uuid, %s::varchar, %s::varchar, %s::bigint, %s::bigint)"
+    " %s::uuid, %s::varchar, %s::varchar, %s::bigint, %s::bigint, %s::numeric, %s::numeric, %s::bigint)"
 )
 
 
@@ -176,6 +181,9 @@ class LegValues(NamedTuple):
     entry_hash: str
     seq: int
     posting: int
+    total_in_after: Decimal
+    total_out_after: Decimal
+    postings_after: int
 
 
 class EventValues(NamedTuple):
@@ -201,6 +209,7 @@ def write_movement(tx: TransactionValues, legs: Sequence[LegValues], event: Even
     params: list[Any] = [int8(v) if name in ids else v for name, v in zip(tx._fields, tx, strict=True)]
     for leg in legs:
         params += [int8(leg.wallet_id), int8(leg.user_id), *leg[2:11], int8(leg.seq), int8(leg.posting)]
+        params += [leg.total_in_after, leg.total_out_after, int8(leg.postings_after)]
     params += [tx.created_at, tx.created_at]
     params += [event.event_id, event.topic, event.key, event.payload_head, event.payload_tail, event.headers_json]
     params.append(tx.created_at)

@@ -24,6 +24,10 @@ class Wallet(models.Model):
     # How many of those entries are money movements (legs of a transaction), the rest being changes of
     # ``held`` alone: the length of the user's transaction history in this wallet.
     postings = models.PositiveBigIntegerField(default=0, editable=False)
+    # The newest entry's running totals (what ever came in, what ever went out), kept under the same
+    # lock like the head itself: the next entry's totals without reading the chain.
+    total_in = MoneyField(max_digits=38, decimal_places=8, default=0, db_default=0, editable=False)
+    total_out = MoneyField(max_digits=38, decimal_places=8, default=0, db_default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

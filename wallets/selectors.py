@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
+from django.db import connection
 from django.db.models import Count, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -16,6 +17,7 @@ from currencies.money import format_amount
 from currencies.money_field import MoneySum
 from wallet_project.core import errors
 from wallet_project.core.cursor import decode_cursor, encode_cursor
+from wallets import sql as wallet_sql
 from wallets.models import Wallet
 
 _WINDOW = re.compile(r"^([1-9][0-9]{0,4})([mhd])$", re.ASCII)
@@ -72,7 +74,12 @@ def wallet_list(*, user_id: int) -> list[Wallet]:
 
 
 def wallet_get(*, user_id: int, currency: Currency) -> Wallet:
-    wallet = Wallet.objects.filter(user_id=user_id, currency=currency).select_related("currency").first()
+    if connection.vendor == "postgresql":  # one prepared statement, the currency from the caller
+        wallet = wallet_sql.wallet_of(user_id, currency.pk)
+        if wallet is not None:
+            wallet.currency = currency
+    else:  # SQLite: the ORM (its money columns convert only there)
+        wallet = Wallet.objects.filter(user_id=user_id, currency=currency).select_related("currency").first()
     if wallet is None:
         raise errors.WalletNotFound(f"no {currency.code} wallet for this user")
     return wallet
@@ -134,6 +141,23 @@ class ChainPoint:
     balance: Decimal
     held: Decimal
     entry_at: datetime | None  # that entry's time
+    # The chain's running totals there: all that came in, all that went out, the movements so far
+    # (None: an entry written outside the ledger without them, which reconcile reports).
+    total_in: Decimal | None = ZERO
+    total_out: Decimal | None = ZERO
+    postings: int | None = 0
+
+
+BEFORE_THE_CHAIN = ChainPoint(0, ZERO, ZERO, None)
+_POINT_FIELDS = (
+    "seq",
+    "balance_after",
+    "held_after",
+    "created_at",
+    "total_in_after",
+    "total_out_after",
+    "postings_after",
+)
 
 
 def chain_point_query(wallet_id: int, instant: datetime, *, inclusive: bool) -> QuerySet[BalanceHistory]:
@@ -145,14 +169,8 @@ def chain_point_query(wallet_id: int, instant: datetime, *, inclusive: bool) -> 
 
 def _chain_point(wallet_id: int, instant: datetime, *, inclusive: bool) -> ChainPoint:
     """After every entry stamped at (``inclusive``) or before ``instant``."""
-    row = (
-        chain_point_query(wallet_id, instant, inclusive=inclusive)
-        .values_list("seq", "balance_after", "held_after", "created_at")
-        .first()
-    )
-    if row is None:
-        return ChainPoint(0, ZERO, ZERO, None)
-    return ChainPoint(*row)
+    row = chain_point_query(wallet_id, instant, inclusive=inclusive).values_list(*_POINT_FIELDS).first()
+    return BEFORE_THE_CHAIN if row is None else ChainPoint(*row)
 
 
 def wallet_at(*, wallet: Wallet, at: datetime) -> dict:
@@ -226,39 +244,67 @@ class Statement:
             transaction__isnull=False,
         ).order_by("seq")
 
+    def legs_after(self, after_seq: int | None, limit: int) -> list[StatementLeg]:
+        """Up to ``limit`` legs after position ``after_seq`` (from the start, if none), in chain order."""
+        if connection.vendor != "postgresql":  # SQLite: the ORM (its money columns convert only there)
+            return _leg_rows(self.legs(after_seq=after_seq)[:limit])
+        after = self.opening.seq if after_seq is None else max(after_seq, self.opening.seq)
+        rows = wallet_sql.legs_after(self.wallet.pk, after_seq=after, last_seq=self.closing.seq, limit=limit)
+        return [StatementLeg(*row) for row in rows]
+
 
 def wallet_statement(*, wallet: Wallet, start: datetime, end: datetime) -> Statement:
     """The statement of ``wallet`` for [start, end) (a window ``statement_window`` accepted).
 
     ``opening`` is the wallet after every entry stamped before ``start`` (the point in time of ``start``
     less a microsecond: an entry stamped at ``start`` itself is in the statement), ``closing`` after every
-    entry stamped before ``end``.
+    entry stamped before ``end``. The totals are the differences of the two ends' running totals: one
+    statement of two index probes on PostgreSQL, whatever the window holds.
     """
-    opening = _chain_point(wallet.pk, start, inclusive=False)
-    closing = _chain_point(wallet.pk, end, inclusive=False)
+    if connection.vendor == "postgresql":
+        ends = wallet_sql.statement_ends(wallet.pk, start, end)
+        opening, closing = (BEFORE_THE_CHAIN if row is None else ChainPoint(*row) for row in ends)
+    else:
+        opening = _chain_point(wallet.pk, start, inclusive=False)
+        closing = _chain_point(wallet.pk, end, inclusive=False)
     if closing.seq < opening.seq:
         # Only rows stamped before the ledger kept its chains in time order can cross so (a few ms apart
         # at ``start`` and ``end``): the stretch is then empty, and the statement closes where it opened.
         closing = opening
-    totals = BalanceHistory.objects.filter(
-        wallet_id=wallet.pk, seq__gt=opening.seq, seq__lte=closing.seq, transaction__isnull=False
-    ).aggregate(
-        count=Count("id"),
-        first_posting=Min("posting"),
-        total_in=MoneySum("delta", filter=Q(delta__gt=0)),
-        total_out=MoneySum("delta", filter=Q(delta__lt=0)),
-    )
+    if (
+        opening.total_in is None or opening.total_out is None or opening.postings is None
+        or closing.total_in is None or closing.total_out is None or closing.postings is None
+    ):  # fmt: skip
+        count, first_posting, total_in, total_out = _summed_totals(wallet.pk, opening.seq, closing.seq)
+    else:
+        count = closing.postings - opening.postings
+        first_posting = opening.postings + 1 if count else None  # the legs' postings are consecutive
+        total_in, total_out = closing.total_in - opening.total_in, closing.total_out - opening.total_out
     return Statement(
         wallet=wallet,
         start=start,
         end=end,
         opening=opening,
         closing=closing,
-        count=totals["count"],
-        first_posting=totals["first_posting"],
-        total_in=totals["total_in"] or ZERO,
-        total_out=-(totals["total_out"] or ZERO),
+        count=count,
+        first_posting=first_posting,
+        total_in=total_in,
+        total_out=total_out,
     )
+
+
+def _summed_totals(wallet_id: int, after_seq: int, last_seq: int) -> tuple[int, int | None, Decimal, Decimal]:
+    """The totals summed over the legs (after_seq, last_seq]: for an end whose entry lacks its running
+    totals (written outside the ledger: reconcile reports it), so the statement stays right meanwhile."""
+    totals = BalanceHistory.objects.filter(
+        wallet_id=wallet_id, seq__gt=after_seq, seq__lte=last_seq, transaction__isnull=False
+    ).aggregate(
+        count=Count("id"),
+        first_posting=Min("posting"),
+        total_in=MoneySum("delta", filter=Q(delta__gt=0)),
+        total_out=MoneySum("delta", filter=Q(delta__lt=0)),
+    )
+    return totals["count"], totals["first_posting"], totals["total_in"] or ZERO, -(totals["total_out"] or ZERO)
 
 
 _LEG_FIELDS = (
@@ -317,7 +363,15 @@ def statement_page(statement: Statement, *, page: int, page_size: int) -> tuple[
     rows: list[StatementLeg] = []
     if offset < statement.count and statement.first_posting is not None:
         first = statement.first_posting + offset  # the legs' postings are consecutive (a stretch of the chain)
-        rows = _leg_rows(statement.legs().filter(posting__gte=first, posting__lt=first + page_size).order_by("posting"))
+        if connection.vendor == "postgresql":
+            opening, closing = statement.opening.seq, statement.closing.seq
+            found = wallet_sql.legs_posted(
+                statement.wallet.pk, after_seq=opening, last_seq=closing, first_posting=first, limit=page_size
+            )
+            rows = [StatementLeg(*row) for row in found]
+        else:  # SQLite: the ORM (its money columns convert only there)
+            legs = statement.legs().filter(posting__gte=first, posting__lt=first + page_size).order_by("posting")
+            rows = _leg_rows(legs)
     pagination = {
         "page": page,
         "page_size": page_size,
@@ -360,7 +414,7 @@ def statement_cursor_page(
     The cursor carries the last leg's position and the window, so that the pages of a window that
     defaulted (``to`` = now) are pages of one statement.
     """
-    rows = _leg_rows(statement.legs(after_seq=after_seq)[: limit + 1])
+    rows = statement.legs_after(after_seq, limit + 1)
     has_more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = None
@@ -419,7 +473,7 @@ def statement_csv_rows(statement: Statement) -> Iterator[list[str]]:
     yield [_iso(statement.start), "opening_balance", "", "", "", "", "", "", format_amount(statement.opening.balance)]
     after: int | None = None
     while True:
-        chunk = _leg_rows(statement.legs(after_seq=after)[:STATEMENT_CSV_CHUNK])
+        chunk = statement.legs_after(after, STATEMENT_CSV_CHUNK)
         for leg in chunk:
             document = statement_leg_document(leg)
             yield [

@@ -49,8 +49,16 @@ def rewind_newest_withdrawal(user):
     entry = wallet.history.get(transaction=tx)
     assert entry.seq == wallet.entries  # the newest entry of the wallet
     tamper(
-        "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s WHERE id = %s",
-        [entry.balance_before, entry.prev_hash, entry.seq - 1, wallet.pk],
+        "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = %s, postings = %s, total_out = %s"
+        " WHERE id = %s",
+        [
+            entry.balance_before,
+            entry.prev_hash,
+            entry.seq - 1,
+            entry.posting - 1,
+            entry.total_out_after + entry.delta,
+            wallet.pk,
+        ],
     )
     tamper("DELETE FROM audit_balancehistory WHERE id = %s", [entry.pk])
     tamper("DELETE FROM core_outboxevent WHERE key = %s", [tx.hash])

@@ -80,12 +80,14 @@ def forge_reversal(original, amount):
         BalanceHistory.objects.create(
             wallet=wallet, user_id=wallet.user_id, transaction=tx, delta=delta, balance_before=wallet.balance,
             balance_after=after, prev_hash=wallet.audit_head, entry_hash=head, seq=wallet.entries + 1,
-            posting=wallet.postings + 1, created_at=created_at,
+            posting=wallet.postings + 1, total_in_after=wallet.total_in + max(delta, 0),
+            total_out_after=wallet.total_out + max(-delta, 0), postings_after=wallet.postings + 1,
+            created_at=created_at,
         )  # fmt: skip
         tamper(
-            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = entries + 1, postings = postings + 1"
-            " WHERE id = %s",
-            [after, head, wallet.pk],
+            "UPDATE wallets_wallet SET balance = %s, audit_head = %s, entries = entries + 1, postings = postings + 1,"
+            " total_in = total_in + GREATEST(%s, 0), total_out = total_out + GREATEST(-%s, 0) WHERE id = %s",
+            [after, head, delta, delta, wallet.pk],
         )
     return tx
 

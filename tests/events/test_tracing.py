@@ -85,7 +85,7 @@ def test_the_request_span_continues_the_callers_trace_and_holds_the_sql_and_the_
     assert sql, "no SQL spans"
     assert {(hex_trace(s), hex_parent(s)) for s in sql} == {(TRACE, hex_span(request))}
     statements = [statement(s) for s in sql]
-    # The prepared lock and the single write (server-binding cursors, transactions/db.py) are traced too.
+    # The prepared lock and the single write (server-binding cursors, wallet_project/core/db.py) are traced too.
     assert any("FOR UPDATE" in text for text in statements), statements
     assert any("INSERT INTO core_outboxevent" in text for text in statements), statements
     row = OutboxEvent.objects.get(payload__transaction__type="transfer")

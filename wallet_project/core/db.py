@@ -1,4 +1,4 @@
-"""Database helpers for the few hand-written statements on the hot path."""
+"""Database helpers for the few hand-written statements on the hot paths (the ledger's, the statement's)."""
 
 from __future__ import annotations
 
