@@ -78,8 +78,7 @@ def _rows_not_held(ids: list[int]) -> list[int]:
         return list(OutboxEvent.objects.filter(pk__in=ids, webhooks_pending=True).values_list("id", flat=True))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT id FROM {OutboxEvent._meta.db_table} WHERE id = ANY(%s) AND webhooks_pending"  # noqa: S608 - the model's table
-            " FOR KEY SHARE SKIP LOCKED",
+            "SELECT id FROM core_outboxevent WHERE id = ANY(%s) AND webhooks_pending FOR KEY SHARE SKIP LOCKED",
             [ids],
         )
         return [row[0] for row in cursor.fetchall()]
