@@ -14,7 +14,7 @@ from django.test import override_settings
 from opentelemetry.trace import SpanKind
 
 from events.models import OutboxEvent
-from tests.events.conftest import read_topic, relay_once
+from tests.events.conftest import read_topic, relay_once, wait_for
 from tests.otel import hex_parent, hex_span, hex_trace, parse_traceparent, traceparent
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -118,6 +118,10 @@ def test_the_on_commit_produce_continues_the_request_and_the_message_carries_its
     spans, kafka, user_factory, client_for
 ):
     traced_transfer(client_for, user_factory)
+    # Published on commit, from the publisher's thread: read the topic once both rows are marked published
+    # (before that the topic may not exist yet, a broker just back from an outage answering slowly).
+    pending = OutboxEvent.objects.filter(topic=kafka.topic, state=OutboxEvent.State.PENDING)
+    assert wait_for(lambda: not pending.exists(), timeout=20), "the on-commit publisher left events pending"
     message = transfer_message(read_topic(kafka.bootstrap, kafka.topic, expect=2))
 
     request = server_span(spans)
