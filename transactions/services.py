@@ -308,6 +308,22 @@ def _claim_or_replay(draft: _Draft) -> Transaction | None:
     return original
 
 
+# The wallet fields of a LockedRow, in its order, for the ORM's version of the lock (SQLite).
+_LOCKED_FIELDS = (
+    "id",
+    "user_id",
+    "balance",
+    "held",
+    "audit_head",
+    "entries",
+    "postings",
+    "total_in",
+    "total_out",
+    "user__token_version",
+    "updated_at",
+)
+
+
 def _lock(draft: _Draft) -> dict[int, LockedRow]:
     """``SELECT ... FOR UPDATE`` of the users' wallets in the currency, by user id."""
     if connection.vendor == "postgresql":
@@ -316,19 +332,7 @@ def _lock(draft: _Draft) -> dict[int, LockedRow]:
         wallets = Wallet.objects.filter(user_id__in=draft.user_ids, currency_id=draft.tx.currency_id)
         if draft.active_only:
             wallets = wallets.filter(user__is_active=True)
-        values = wallets.order_by("pk").values_list(
-            "id",
-            "user_id",
-            "balance",
-            "held",
-            "audit_head",
-            "entries",
-            "postings",
-            "total_in",
-            "total_out",
-            "user__token_version",
-            "updated_at",
-        )
+        values = wallets.order_by("pk").values_list(*_LOCKED_FIELDS)
         rows = [LockedRow(*row) for row in values]
     return {row.user_id: row for row in rows}
 
@@ -998,22 +1002,7 @@ def _lock_batch(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], LockedRow
     for user_id, currency_id in pairs:
         match |= Q(user_id=user_id, currency_id=currency_id)
     values = (
-        Wallet.objects.filter(match, user__is_active=True)
-        .order_by("pk")
-        .values_list(
-            "id",
-            "user_id",
-            "balance",
-            "held",
-            "audit_head",
-            "entries",
-            "postings",
-            "total_in",
-            "total_out",
-            "user__token_version",
-            "updated_at",
-            "currency_id",
-        )
+        Wallet.objects.filter(match, user__is_active=True).order_by("pk").values_list(*_LOCKED_FIELDS, "currency_id")
     )
     return {(row[1], row[-1]): LockedRow(*row[:-1]) for row in values}
 
